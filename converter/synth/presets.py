@@ -42,6 +42,8 @@ class Preset:
 # same bytes out), so the larger presets pair 64 samples with denoising instead of 128 plain.
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", 64, 16, 4, 16, False),
+    # the sample capture bundled in samples/: small enough to ship, large enough to look good
+    "demo": Preset("demo", 160, 48, 6, 64, True),
     "standard": Preset("standard", 200, 100, 20, 64, True),
     "large": Preset("large", 400, 200, 40, 64, True),
 }

@@ -1,0 +1,73 @@
+"""End-to-end quality and time of `nrconvert` on a synth capture, measured in Blender.
+
+    python bench/convert_quality.py --object suzanne --preset balanced [--background opaque]
+
+Renders (or reuses) the `standard` synth capture (100 train / 20 test views, 200x200), converts it,
+renders the GLB in Blender (Cycles, the capture's cameras and HDRI) and compares with the held-out
+photos on object pixels. Prints a JSON line and a markdown row for bench/RESULTS.md, and saves
+the JSON under bench/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--object", default="suzanne")
+    ap.add_argument("--preset", default="balanced")
+    ap.add_argument("--synth-preset", default="standard")
+    ap.add_argument("--background", default="transparent")
+    ap.add_argument("--captures", type=Path, default=HERE / ".captures")
+    ap.add_argument("--out", type=Path, default=HERE / ".runs")
+    ap.add_argument("--set", dest="sets", action="append", default=[])
+    args = ap.parse_args()
+
+    from nrconvert.config import make_config
+    from nrconvert.metrics.blender import blender_heldout
+    from nrconvert.pipeline import Run, convert
+    from nrconvert.synth import render_capture
+
+    name = f"{args.object}_{args.synth_preset}_{args.background}"
+    capture = args.captures / name
+    if not (capture / "transforms_train.json").exists():
+        t = time.time()
+        render_capture(capture, object=args.object, preset=args.synth_preset, background=args.background)
+        print(f"synth capture rendered in {time.time() - t:.0f} s")
+    cfg = make_config(args.preset, dict(s.split("=", 1) for s in args.sets))
+    out = args.out / f"{name}_{args.preset}" / "scene.glb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    result = convert(Run(capture, out, cfg))
+    total = time.time() - t
+    blender = blender_heldout(out, capture)
+    geo = result.metrics.get("geometry", {})
+    record = {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.processor()}".strip(),
+        "object": args.object, "background": args.background, "preset": args.preset,
+        "convert_seconds": round(total, 1), "timings": {k: round(v, 1) for k, v in result.timings.items()},
+        "blender_psnr_object": round(blender["psnr_object"], 2),
+        "blender_ssim_object": round(blender["ssim_object"], 4),
+        "own_psnr_object": round(result.metrics.get("heldout", {}).get("psnr_object", float("nan")), 2),
+        "field_psnr": round(result.metrics.get("field_heldout_psnr", float("nan")), 2),
+        "chamfer_pct_bbox": round(100 * geo.get("chamfer_ratio_of_bbox_diagonal", float("nan")), 3),
+        "fscore": round(geo.get("fscore", float("nan")), 4),
+        "largest_component_share": round(result.metrics.get("largest_component_share", float("nan")), 4),
+        "triangles": result.metrics.get("triangles"),
+    }
+    print(json.dumps(record))
+    print(f"| {record['date']} | {args.object} ({args.background}) | {args.preset} | {record['convert_seconds']} s "
+          f"| {record['blender_psnr_object']} dB | {record['own_psnr_object']} dB | {record['field_psnr']} dB "
+          f"| {record['chamfer_pct_bbox']} % | {record['fscore']} | {record['triangles']} |")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / f"{name}_{args.preset}.json").write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

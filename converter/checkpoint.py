@@ -1,0 +1,104 @@
+"""Work-folder persistence for stage outputs: atomic writes, pickle-free reads."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import OutputError
+from .fields.occupancy import OccupancyGrid
+from .mesh import Mesh
+from .render.rays import Box
+
+
+def atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write: {exc.strerror}", path=str(path)) from exc
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = atomic_path(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write: {exc.strerror}", path=str(path),
+                          hint="check free disk space and permissions") from exc
+    _commit(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def save_mesh(path: Path, mesh: Mesh) -> None:
+    arrays = {"vertices": mesh.vertices, "faces": mesh.faces}
+    if mesh.normals is not None:
+        arrays["normals"] = mesh.normals
+    if mesh.uvs is not None:
+        arrays["uvs"] = mesh.uvs
+    tmp = atomic_path(path).with_suffix(".npz")
+    np.savez(tmp, **arrays)
+    _commit(tmp, path)
+
+
+def load_mesh(path: Path) -> Mesh:
+    with np.load(path, allow_pickle=False) as z:
+        return Mesh(z["vertices"], z["faces"], z["normals"] if "normals" in z else None,
+                    z["uvs"] if "uvs" in z else None)
+
+
+def save_field(path: Path, tf, step: int) -> None:
+    """Field checkpoint: tensors and plain values only, so it loads with weights_only=True."""
+    state = {
+        "field": tf.field.state_dict(), "background": tf.background.state_dict(),
+        "occ_density": tf.occupancy.density, "occ_mask": tf.occupancy.mask,
+        "occ_updates": tf.occupancy.updates,
+        "box": torch.tensor(np.stack([tf.box.lo, tf.box.hi])), "dt": tf.dt, "masked": tf.masked,
+        "history": json.dumps(tf.history), "step": step,
+    }
+    tmp = atomic_path(path)
+    try:
+        torch.save(state, tmp)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write checkpoint: {exc}", path=str(path)) from exc
+    _commit(tmp, path)
+
+
+def load_field_state(path: Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state["history"] = json.loads(state["history"])
+    return state
+
+
+def restore_field(tf, state: dict) -> int:
+    """Load a checkpoint into a freshly built TrainedField; returns the step it was taken at."""
+    tf.field.load_state_dict(state["field"])
+    tf.background.load_state_dict(state["background"])
+    occ = OccupancyGrid(state["occ_mask"].shape[0], state["occ_mask"])
+    occ.density = state["occ_density"]
+    occ.updates = int(state["occ_updates"])
+    tf.occupancy = occ
+    box = state["box"].numpy()
+    tf.box = Box(box[0], box[1])
+    tf.dt = float(state["dt"])
+    tf.masked = bool(state["masked"])
+    tf.history = state["history"]
+    return int(state["step"])

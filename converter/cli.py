@@ -1,0 +1,159 @@
+"""Thin command line over the library: `nrconvert CAPTURE -o scene.glb` and a few tools."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import NrcError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn a capture (photos + poses) into a production glTF asset.")
+console = Console(stderr=True)
+COMMANDS = {"convert", "synth", "validate", "version", "--help", "-h"}
+
+
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+@app.command()
+def convert(
+    capture: Path = typer.Argument(..., help="Capture folder: transforms.json or a COLMAP model + images."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .glb path."),
+    preset: str = typer.Option("balanced", help="tiny | fast | balanced | quality"),
+    workdir: Optional[Path] = typer.Option(None, help="Stage outputs (default: OUTPUT.work/ next to the GLB)."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse finished stages in the work folder."),
+    redo: Optional[str] = typer.Option(None, help="Re-run this stage and the ones after it: train|extract|bake|export."),
+    set_: list[str] = typer.Option([], "--set", help="Override any setting, e.g. --set steps=4000."),
+    validate: bool = typer.Option(True, help="Check the GLB with the Khronos glTF-Validator."),
+    progress: str = typer.Option("rich", help="rich | json | none"),
+) -> None:
+    """Convert a capture into a GLB (plus OUTPUT.report/ with metrics)."""
+    from .config import make_config
+    from .pipeline import STAGES, Run, SilentReporter, convert as run_convert
+    from .progress import JsonReporter, RichReporter
+
+    if redo and redo not in STAGES:
+        raise UsageError(f"--redo must be one of {', '.join(STAGES)}")
+    try:
+        cfg = make_config(preset, _parse_sets(set_))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from exc
+    reporter = {"rich": RichReporter, "json": JsonReporter, "none": SilentReporter}[progress]()
+    run = Run(capture, output, cfg, workdir=workdir, resume=resume or bool(redo), redo=redo,
+              validate=validate, reporter=reporter)
+    try:
+        result = run_convert(run)
+    finally:
+        getattr(reporter, "close", lambda: None)()
+    _summary(result, progress)
+
+
+def _summary(result, mode: str) -> None:
+    held = result.metrics.get("heldout", {})
+    geo = result.metrics.get("geometry", {})
+    if mode == "json":
+        import json
+
+        print(json.dumps({"event": "done", "glb": str(result.glb), "report": str(result.report_dir),
+                          "timings": result.timings, "psnr_object": held.get("psnr_object")}))
+        return
+    table = Table(title="nrconvert summary")
+    table.add_column("what"); table.add_column("value", justify="right")
+    for stage, sec in result.timings.items():
+        table.add_row(f"time: {stage}", f"{sec:.1f} s")
+    table.add_row("time: total", f"{sum(result.timings.values()):.1f} s")
+    table.add_row("triangles", f"{result.metrics.get('triangles', 0):,}")
+    table.add_row("texture", "x".join(map(str, result.metrics.get("texture_size", []))))
+    if "psnr_object" in held:
+        table.add_row("held-out PSNR (object)", f"{held['psnr_object']:.2f} dB")
+        table.add_row("held-out SSIM (object)", f"{held['ssim_object']:.3f}")
+    if geo:
+        table.add_row("Chamfer / bbox diag", f"{geo['chamfer_ratio_of_bbox_diagonal'] * 100:.2f} %")
+        table.add_row("F-score @1%", f"{geo['fscore']:.3f}")
+    Console().print(table)
+    print(f"GLB:    {result.glb}")
+    print(f"Report: {result.report_dir / 'index.html'}")
+
+
+@app.command()
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write the capture into."),
+    object: str = typer.Option("suzanne", help="suzanne | suzanne_specular | torus_knot | box"),
+    preset: str = typer.Option("tiny", help="tiny | standard | large"),
+    seed: int = typer.Option(0),
+    background: str = typer.Option("transparent", help="transparent (RGBA, masked) | opaque (HDRI behind)"),
+    hdri: str = typer.Option("forest.exr", help="One of Blender's bundled studio-light HDRIs."),
+    relight_hdri: str = typer.Option("courtyard.exr", help="HDRI for the relighting test views."),
+) -> None:
+    """Render a synthetic test capture with Blender (needs `pip install 'nrconvert[blender]'`)."""
+    from .progress import RichReporter
+    from .synth import render_capture
+
+    rep = RichReporter()
+    rep.start("synth", None)
+    try:
+        path = render_capture(out_dir, object=object, preset=preset, seed=seed, background=background,
+                              hdri=hdri, relight_hdri=relight_hdri,
+                              progress=lambda d, t: rep.update("synth", d, t))
+        rep.end("synth")
+    finally:
+        rep.close()
+    print(f"Capture: {path}")
+
+
+@app.command("validate")
+def validate_cmd(glb: Path = typer.Argument(..., help="GLB file to check.")) -> None:
+    """Run the Khronos glTF-Validator on a GLB; exit 7 on errors."""
+    from .export.validate import validate_glb
+    from .errors import ValidationError
+
+    report = validate_glb(glb)
+    print(report.format())
+    if not report.ok:
+        raise ValidationError(f"{report.errors} error(s)", path=str(glb))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+        args.insert(0, "convert")  # `nrconvert photos/ -o scene.glb`
+    try:
+        app(args, standalone_mode=False)
+    except NrcError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished stages are kept; re-run with --resume")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and friends
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Flat run configuration and the three presets.
+
+One flat dataclass on purpose (nerfstudio's nested configs are its best-known pain): every knob is
+a field with a default, a preset only overrides a few of them, and `--set key=value` reaches any.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    preset: str = "balanced"
+    seed: int = 0
+    # --- training ---
+    steps: int = 2500
+    time_budget_s: float = 420.0  # training stops at whichever comes first
+    batch_rays: int = 4096
+    lr: float = 1e-2
+    lr_final_ratio: float = 0.05
+    hash_levels: int = 16
+    hash_features: int = 2
+    hash_log2_table: int = 19
+    hash_max_resolution: int = 2048
+    hidden: int = 64
+    geometry_max_resolution: int = 256  # finest hash level the density may use
+    march_steps: int = 512  # sample spacing = bbox diagonal / march_steps
+    occupancy_res: int = 128
+    downscale: int = 1
+    eval_every: int = 250
+    # --- extraction ---
+    mc_resolution: int = 256
+    fusion_downscale: int = 2  # depth maps for fusion at 1/N of the photo resolution
+    max_triangles: int = 80_000
+    min_component_ratio: float = 0.02  # drop components below this share of the total area
+    # --- baking ---
+    texture_size: int = 1024
+    texture_fit_iterations: int = 4  # least-squares fit to the training photos (0: field colour only)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(steps=200, time_budget_s=300, batch_rays=1024, hash_levels=8, hash_log2_table=15,
+                 hash_max_resolution=256, march_steps=192, occupancy_res=48, eval_every=0,
+                 mc_resolution=96, fusion_downscale=1, max_triangles=8000, texture_size=256),
+    "fast": dict(steps=1200, time_budget_s=150, hash_levels=12, hash_log2_table=18,
+                 hash_max_resolution=1024, march_steps=384, mc_resolution=192, max_triangles=40_000,
+                 texture_size=1024),
+    "balanced": dict(),
+    "quality": dict(steps=8000, time_budget_s=1800, batch_rays=8192, march_steps=768,
+                    mc_resolution=384, max_triangles=200_000, texture_size=2048),
+}
+
+
+def make_config(preset: str = "balanced", overrides: dict | None = None) -> Config:
+    """The preset's config with `overrides` (strings from the CLI are coerced to the field type)."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = Config(preset=preset).replace(**PRESETS[preset])
+    types = {f.name: f.type for f in dataclasses.fields(Config)}
+    for key, value in (overrides or {}).items():
+        if key not in types:
+            raise KeyError(f"unknown setting {key!r}")
+        if isinstance(value, str):
+            value = {"int": int, "float": float, "str": str}[types[key]](value)
+        cfg = cfg.replace(**{key: value})
+    return cfg

@@ -1,0 +1,96 @@
+"""Training pixels as flat ray tensors, and the object box estimated from the cameras (and masks)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..capture.images import load_frame_image
+from ..capture.model import Capture, Frame
+from ..errors import CaptureError
+from ..render.rays import Box, frame_rays
+
+
+@dataclass
+class RayData:
+    origins: torch.Tensor  # (N, 3)
+    dirs: torch.Tensor  # (N, 3)
+    rgb: torch.Tensor  # (N, 3) sRGB in [0, 1]
+    alpha: torch.Tensor | None  # (N,) or None for opaque-background photos
+
+
+def load_rays(frames: list[Frame], downscale: int = 1) -> RayData:
+    os_, ds, cs, als = [], [], [], []
+    for f in frames:
+        rgb, alpha = load_frame_image(f, downscale)
+        o, d = frame_rays(f, downscale)
+        if rgb.shape[:2] != o.shape[:2]:
+            raise CaptureError(f"image is {rgb.shape[1]}x{rgb.shape[0]}, camera says "
+                               f"{o.shape[1]}x{o.shape[0]}", path=str(f.image_path))
+        os_.append(o.reshape(-1, 3)); ds.append(d.reshape(-1, 3)); cs.append(rgb.reshape(-1, 3))
+        als.append(None if alpha is None else alpha.reshape(-1))
+    masked = all(a is not None for a in als)
+    return RayData(torch.from_numpy(np.concatenate(os_)), torch.from_numpy(np.concatenate(ds)),
+                   torch.from_numpy(np.concatenate(cs)),
+                   torch.from_numpy(np.concatenate(als)) if masked else None)
+
+
+def camera_box(frames: list[Frame]) -> Box:
+    """A cube around the point all cameras look at, as large as the narrowest view allows."""
+    centres = np.stack([f.c2w[:3, 3] for f in frames])
+    axes = np.stack([-f.c2w[:3, 2] for f in frames])
+    a = np.zeros((3, 3)); b = np.zeros(3)
+    for c, v in zip(centres, axes):
+        p = np.eye(3) - np.outer(v, v)
+        a += p; b += p @ c
+    target = np.linalg.lstsq(a, b, rcond=None)[0]
+    dist = np.median(np.linalg.norm(centres - target, axis=1))
+    half_fov = min(min(np.arctan(f.width / 2 / f.fx), np.arctan(f.height / 2 / f.fy)) for f in frames)
+    half = 0.95 * dist * np.tan(half_fov)
+    if not np.isfinite(half) or half <= 0:
+        raise CaptureError("cannot place the object: camera axes do not converge", hint="check poses")
+    return Box(target - half, target + half)
+
+
+def visual_hull(frames: list[Frame], box: Box, res: int, downscale: int = 1) -> np.ndarray:
+    """Cells of the box (res^3 bool) that every mask sees as foreground (or cannot see at all)."""
+    g = (np.arange(res) + 0.5) / res
+    pts = box.from_unit(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
+    keep = np.ones(len(pts), dtype=bool)
+    cell = float(box.size.max()) / res
+    for f in frames:
+        _, alpha = load_frame_image(f, downscale)
+        if alpha is None:
+            continue
+        h, w = alpha.shape
+        w2c = np.linalg.inv(f.c2w)
+        pc = pts @ w2c[:3, :3].T + w2c[:3, 3]
+        z = -pc[:, 2]
+        fx, fy = f.fx / downscale, f.fy / downscale
+        u = (pc[:, 0] / np.maximum(z, 1e-6)) * fx + f.cx / downscale
+        v = (-pc[:, 1] / np.maximum(z, 1e-6)) * fy + f.cy / downscale
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        # a cell is carved only if its whole footprint is background: dilate the mask by it
+        pad = int(np.ceil(cell * fx / max(np.median(z), 1e-6))) + 1
+        fg = _dilate(alpha > 0.5, pad)
+        ui = np.clip(u.astype(int), 0, w - 1); vi = np.clip(v.astype(int), 0, h - 1)
+        keep &= ~inside | fg[vi, ui]
+    return keep.reshape(res, res, res)
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    from scipy.ndimage import binary_dilation
+    return binary_dilation(mask, iterations=r) if r > 0 else mask
+
+
+def hull_box(hull: np.ndarray, box: Box, margin_cells: int = 2) -> Box:
+    """Tight box around the occupied cells, with a margin."""
+    idx = np.argwhere(hull)
+    if len(idx) == 0:
+        raise CaptureError("the masks leave no foreground in front of every camera",
+                           hint="check that the alpha channel / masks mark the object, not the background")
+    res = hull.shape[0]
+    lo = box.from_unit(np.maximum(idx.min(0) - margin_cells, 0) / res)
+    hi = box.from_unit(np.minimum(idx.max(0) + 1 + margin_cells, res) / res)
+    return Box(lo, hi)
