@@ -43,7 +43,7 @@ class Config:
 
 
 PRESETS: dict[str, dict] = {
-    "tiny": dict(steps=200, time_budget_s=300, batch_rays=1024, hash_levels=8, hash_log2_table=15,
+    "tiny": dict(steps=400, time_budget_s=300, batch_rays=2048, hash_levels=8, hash_log2_table=15,
                  hash_max_resolution=256, march_steps=192, occupancy_res=48, eval_every=0,
                  mc_resolution=96, fusion_downscale=1, max_triangles=8000, texture_size=256),
     "fast": dict(steps=1200, time_budget_s=150, hash_levels=12, hash_log2_table=18,

@@ -83,7 +83,7 @@ def bake_stage(run: Run, capture: Capture, tf: TrainedField, mesh) -> BakedAsset
     tex, covered = bake_from_field(tf, uv_mesh, cfg.texture_size)
     tex = pad_texture(tex, covered)
     if cfg.texture_fit_iterations > 0:
-        tex = fit_to_photos(tex, uv_mesh, capture.train, cfg.texture_fit_iterations, cfg.downscale,
+        tex = fit_to_photos(tex, covered, uv_mesh, capture.train, cfg.texture_fit_iterations, cfg.downscale,
                             progress=lambda d, t: run.reporter.update("bake", d, t))
     texture = to_uint8_srgb(tex)
     save_mesh(mesh_path, uv_mesh)

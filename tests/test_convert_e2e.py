@@ -47,9 +47,11 @@ def test_report_and_metrics(tiny_conversion):
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["triangles"] > 500
     assert metrics["heldout"]["views"] == 4
-    # a tiny 64 px capture trained for seconds: far from the benchmark, but clearly the object
-    assert metrics["heldout"]["psnr_object"] > 15.0
-    assert metrics["geometry"]["chamfer_ratio_of_bbox_diagonal"] < 0.05
+    # a 64 px capture trained for seconds (measured 16.8 dB, Chamfer 0.5 %, F 0.88): far from the
+    # benchmark, but only a faithful mesh with the right texture gets there
+    assert metrics["heldout"]["psnr_object"] > 14.0
+    assert metrics["geometry"]["chamfer_ratio_of_bbox_diagonal"] < 0.015
+    assert metrics["geometry"]["fscore"] > 0.7
     assert metrics["largest_component_share"] > 0.9
     assert (report / "heldout.png").exists() and (report / "index.html").exists()
 
