@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export.frames import quaternion_to_rotation
 from ..errors import CaptureError
 from .images import DistortedFrame, assign_test_split, probe_image, resolve_inside
 from .model import Capture, Frame
@@ -307,13 +308,9 @@ def pinhole_of(camera: ColmapCamera, source: Path) -> tuple[float, float, float,
 
 
 def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a Hamilton quaternion (w, x, y, z), normalised first."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """Rotation matrix of COLMAP's Hamilton quaternion (w, x, y, z), normalised first."""
+    w, x, y, z = np.asarray(q, dtype=np.float64)
+    return quaternion_to_rotation(np.array([x, y, z, w]))
 
 
 def opengl_c2w(qvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
