@@ -98,7 +98,7 @@ def synth(
     hdri: str = typer.Option("forest.exr", help="One of Blender's bundled studio-light HDRIs."),
     relight_hdri: str = typer.Option("courtyard.exr", help="HDRI for the relighting test views."),
 ) -> None:
-    """Render a synthetic test capture with Blender (needs `pip install 'nrconvert[blender]'`)."""
+    """Render a synthetic test capture with Blender (needs bpy: pip install 'nrconvert\\[blender]')."""
     from .progress import RichReporter
     from .synth import render_capture
 

@@ -74,15 +74,22 @@ class NerfField(nn.Module):
 
 
 class Background(nn.Module):
-    """Colour of rays that leave the box: a learnable equirectangular map of direction."""
+    """Colour of rays that leave the box: learnable equirectangular maps of the ray direction.
 
-    def __init__(self, height: int = 32, width: int = 64):
+    A coarse and a fine map, summed before the sigmoid: the coarse one settles the sky's colours in
+    a few steps, the fine one (about a pixel's footprint for typical photos) holds its detail. A
+    background map too coarse for the photos' detail is what lets the field paint the background
+    onto the walls of the object box.
+    """
+
+    def __init__(self, sizes: tuple[tuple[int, int], ...] = ((16, 32), (256, 512))):
         super().__init__()
-        self.map = nn.Parameter(torch.zeros(1, 3, height, width))
+        self.maps = nn.ParameterList([nn.Parameter(torch.zeros(1, 3, h, w)) for h, w in sizes])
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         u = torch.atan2(d[:, 1], d[:, 0]) / torch.pi  # [-1, 1]
         v = -torch.asin(d[:, 2].clamp(-1, 1)) / (torch.pi / 2)
         grid = torch.stack([u, v], dim=-1)[None, :, None, :]
-        out = F.grid_sample(self.map, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return torch.sigmoid(out[0, :, :, 0].t())
+        logit = sum(F.grid_sample(m, grid, mode="bilinear", padding_mode="border", align_corners=False)
+                    for m in self.maps)
+        return torch.sigmoid(logit[0, :, :, 0].t())
