@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nrconvert.export.glb import CAMERAS_NODE, write_glb
+from nrconvert.export.validate import validate_glb
 
 TOL = 1e-5  # Blender stores float32
 
@@ -23,6 +24,7 @@ def imported(tmp_path: Path, import_glb, export_samples):
     asset = export_samples.make_sample_asset()
     path = tmp_path / "sample.glb"
     write_glb(asset, path, version="0.1.0-blender-test")
+    assert validate_glb(path).errors == 0
     objects = import_glb(path)
     return asset, {o.name: o for o in objects}
 

@@ -21,6 +21,10 @@ def pipeline_glb(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pipeline")
     _cli("synth", str(root / "cap"), "--object", "suzanne", "--preset", "tiny")
     _cli(str(root / "cap"), "-o", str(root / "scene.glb"), "--preset", "tiny", "--progress", "none")
+    from nrconvert.export.validate import validate_glb
+
+    report = validate_glb(root / "scene.glb")
+    assert report.errors == 0, report.format()
     return root / "scene.glb"
 
 

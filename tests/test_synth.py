@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from nrconvert.errors import DependencyError, OutputError, UsageError
+from nrconvert.export.validate import validate_glb
 from nrconvert.synth import (
     BlenderRenderError, read_ply, render_capture, render_glb, write_ply,
 )
@@ -276,6 +277,8 @@ def test_render_glb_shows_the_asset_where_the_cameras_expect(suzanne: Path, tmp_
     glb = tmp_path / "asset.glb"
     _mesh_glb(glb, np.stack([verts[:, 0], verts[:, 2], -verts[:, 1]], axis=1), faces, (0.8, 0.05, 0.05))
     assert struct.unpack("<4s", glb.read_bytes()[:4])[0] == b"glTF"
+    report = validate_glb(glb)
+    assert report.errors == 0, report.format()
     calls: list[tuple[int, int]] = []
     paths = render_glb(glb, root, tmp_path / "renders", split="test", samples=8,
                        progress=lambda d, t: calls.append((d, t)))
