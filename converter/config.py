@@ -25,6 +25,11 @@ class Config:
     hash_max_resolution: int = 2048
     hidden: int = 64
     geometry_max_resolution: int = 256  # finest hash level the density may use
+    sparsity_weight: float = 0.01  # emptiness prior, opaque-background captures only
+    # Initial log-density offset (how opaque the untrained box starts). Measured on the tiny opaque
+    # synth capture: -1 lets the field paint the background onto the box walls, -4 leaves the box
+    # empty, object included; opaque captures need a better background model (issue 3).
+    density_bias: float = -1.0
     march_steps: int = 512  # sample spacing = bbox diagonal / march_steps
     occupancy_res: int = 128
     downscale: int = 1

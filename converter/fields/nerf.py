@@ -54,8 +54,10 @@ class NerfField(nn.Module):
     """sigma(x) and rgb(x, d) for x in the unit box [0, 1]^3."""
 
     def __init__(self, grid: HashGridConfig, hidden: int = 64, geo_features: int = 15,
-                 geometry_max_resolution: int = 256):
+                 geometry_max_resolution: int = 256, density_bias: float = -1.0):
         super().__init__()
+        # log-density offset: how opaque the untrained box starts (see Config.density_bias_*)
+        self.density_bias = density_bias
         self.grid = HashGrid(grid)
         # Geometry sees only the levels up to `geometry_max_resolution`; the finer levels feed colour
         # alone. A density free to use every level grows bumps wherever the texture has an edge.
@@ -67,7 +69,7 @@ class NerfField(nn.Module):
     def density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.grid(x)
         h = self.density_net(feats[:, : self.geo_dim])
-        return _TruncExp.apply(h[:, 0] - 1.0), torch.cat([h[:, 1:], feats[:, self.geo_dim:]], dim=1)
+        return _TruncExp.apply(h[:, 0] + self.density_bias), torch.cat([h[:, 1:], feats[:, self.geo_dim:]], dim=1)
 
     def color(self, geo: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.color_net(torch.cat([geo, sh_encode(d)], dim=-1)))

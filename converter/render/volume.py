@@ -21,6 +21,7 @@ class RenderOut:
     opacity: torch.Tensor  # (R,)
     depth: torch.Tensor  # (R,) expected distance, 0 where empty
     samples: int  # samples evaluated with gradients
+    sparsity: torch.Tensor | float = 0.0  # mean per-sample opacity: what an emptiness prior penalises
 
 
 def _sample_grid(o, d, box: Box, dt: float, max_samples: int, jitter: bool):
@@ -58,8 +59,10 @@ def render_rays(field: NerfField, occ: OccupancyGrid, o: torch.Tensor, d: torch.
     sigma = torch.zeros_like(t)
     rgb_s = torch.zeros(*t.shape, 3)
     n = int(keep.sum())
+    sparsity = 0.0
     if n:
         s, geo = field.density(pts[keep])
+        sparsity = (1.0 - torch.exp(-s * dt)).mean()
         dirs = d[:, None, :].expand(-1, t.shape[1], -1)[keep]
         sigma = sigma.index_put((keep,), s)
         rgb_s = rgb_s.index_put((keep,), field.color(geo, dirs))
@@ -67,7 +70,7 @@ def render_rays(field: NerfField, occ: OccupancyGrid, o: torch.Tensor, d: torch.
     rgb = (weights[..., None] * rgb_s).sum(1)
     opacity = weights.sum(1)
     depth = (weights * t).sum(1)
-    return RenderOut(rgb, opacity, depth, n)
+    return RenderOut(rgb, opacity, depth, n, sparsity)
 
 
 def render_chunked(field, occ, o, d, box, dt, chunk: int = 8192, max_distance: float | None = None) -> RenderOut:

@@ -43,9 +43,9 @@ def build_field(cfg: Config, box: Box, masked: bool, hull: np.ndarray | None) ->
     grid = HashGridConfig(cfg.hash_levels, cfg.hash_features, cfg.hash_log2_table, 16,
                           cfg.hash_max_resolution)
     occ = OccupancyGrid(cfg.occupancy_res, None if hull is None else torch.from_numpy(hull))
-    return TrainedField(NerfField(grid, cfg.hidden, geometry_max_resolution=cfg.geometry_max_resolution),
-                        Background(), occ, box,
-                        box.diagonal / cfg.march_steps, masked)
+    field = NerfField(grid, cfg.hidden, geometry_max_resolution=cfg.geometry_max_resolution,
+                      density_bias=cfg.density_bias)
+    return TrainedField(field, Background(), occ, box, box.diagonal / cfg.march_steps, masked)
 
 
 def _optimizer(tf: TrainedField, lr: float) -> torch.optim.Optimizer:
@@ -92,6 +92,10 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
         out = render_rays(tf.field, tf.occupancy, batch["origins"], batch["dirs"], tf.box, tf.dt, jitter=True)
         pred, target = _targets(tf, batch, out)
         loss = torch.nn.functional.mse_loss(pred, target)
+        if not tf.masked and cfg.sparsity_weight > 0:
+            # without masks, keep the box empty unless the photos need matter there: otherwise the
+            # field paints the background onto the walls of the box
+            loss = loss + cfg.sparsity_weight * out.sparsity
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at step {step}",
                                 hint="retry with a lower learning rate: --set lr=0.003")
