@@ -42,9 +42,9 @@ def _gt_path(capture_dir: Path, split: str, name: str) -> Path:
 
 
 def _mask(capture, frame) -> Path | None:
-    extra = (capture.extras.get("frame_extras") or {}).get(str(frame.image_path), {})
-    rel = extra.get("nrconvert_eval_mask")
-    return Path(capture.root) / rel if rel else None
+    from .report import eval_masks
+
+    return eval_masks(capture).get(str(frame.image_path))
 
 
 def _compare(render_path: Path, gt_path: Path, mask_path: Path | None) -> dict:

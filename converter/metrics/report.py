@@ -24,7 +24,7 @@ def compute_metrics(capture: Capture, mesh: Mesh, texture: np.ndarray, history: 
                      "texture_size": list(texture.shape[:2]),
                      "largest_component_share": largest_component_share(mesh)}
     if capture.test:
-        metrics["heldout"] = evaluate_views(mesh, texture, capture.test)
+        metrics["heldout"] = evaluate_views(mesh, texture, capture.test, eval_masks=eval_masks(capture))
     if capture.gt_mesh_path and Path(capture.gt_mesh_path).exists():
         from ..synth.ply import read_ply
 
@@ -34,6 +34,13 @@ def compute_metrics(capture: Capture, mesh: Mesh, texture: np.ndarray, history: 
     if field_psnr:
         metrics["field_heldout_psnr"] = field_psnr[-1]
     return metrics
+
+
+def eval_masks(capture: Capture) -> dict[str, Path]:
+    """Object masks kept for evaluation only (synth opaque captures: `nrconvert_eval_mask`)."""
+    extras = capture.extras.get("frame_extras") or {}
+    return {path: Path(capture.root) / e["nrconvert_eval_mask"] for path, e in extras.items()
+            if isinstance(e, dict) and e.get("nrconvert_eval_mask")}
 
 
 def comparison_image(capture: Capture, mesh: Mesh, texture: np.ndarray, n: int = 4) -> np.ndarray:
