@@ -13,7 +13,7 @@ from .bake.extract import extract_mesh
 from .bake.texture import bake_from_field, fit_to_photos, pad_texture, to_uint8_srgb
 from .bake.uv import unwrap
 from .capture.model import Capture
-from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh, write_json
+from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh
 from .pipeline import Run, save_texture
 from .train.data import camera_box, hull_box, load_rays, visual_hull
 from .train.trainer import TrainedField, build_field, train

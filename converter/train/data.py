@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..capture.images import load_frame_image
-from ..capture.model import Capture, Frame
+from ..capture.model import Frame
 from ..errors import CaptureError
 from ..render.rays import Box, frame_rays
 
