@@ -15,6 +15,7 @@ from .bake.uv import unwrap
 from .capture.model import Capture
 from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh
 from .pipeline import Run, save_texture
+from .render.rays import Box
 from .train.data import camera_box, hull_box, load_rays, visual_hull
 from .train.trainer import TrainedField, build_field, train
 
@@ -24,13 +25,16 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     path = run.workdir / "field.pt"
     partial = run.workdir / "field.partial.pt"
     torch.manual_seed(cfg.seed)
+    if run.cached("train", path):  # box, occupancy and mask mode all come from the checkpoint
+        state = load_field_state(path)
+        box = state["box"].numpy()
+        tf = build_field(cfg, Box(box[0], box[1]), bool(state["masked"]), None)
+        restore_field(tf, state)
+        return tf
     data = load_rays(capture.train, cfg.downscale)
     masked = data.alpha is not None
-    box, hull = _object_box(capture, cfg, masked)
+    box, hull = _object_box(capture, cfg, data)
     tf = build_field(cfg, box, masked, hull)
-    if run.cached("train", path):
-        restore_field(tf, load_field_state(path))
-        return tf
     start = 0
     if run.resume and partial.exists():
         start = restore_field(tf, load_field_state(partial))
@@ -49,14 +53,14 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     return tf
 
 
-def _object_box(capture: Capture, cfg, masked: bool):
+def _object_box(capture: Capture, cfg, data):
     """The object box: carved from the masks when there are masks, else from the camera layout."""
     box = camera_box(capture.train)
-    if not masked:
+    if data.masks is None:
         return box, None
-    coarse = visual_hull(capture.train, box, 64, max(cfg.downscale, 2))
+    coarse = visual_hull(capture.train, data.masks, box, 64, cfg.downscale)
     box = hull_box(coarse, box)
-    return box, visual_hull(capture.train, box, cfg.occupancy_res, cfg.downscale)
+    return box, visual_hull(capture.train, data.masks, box, cfg.occupancy_res, cfg.downscale)
 
 
 def extract_stage(run: Run, capture: Capture, tf: TrainedField):

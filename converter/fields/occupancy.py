@@ -37,6 +37,3 @@ class OccupancyGrid:
         self.mask = self.density > threshold
         if not self.mask.any():  # never let training lock itself out of the whole box
             self.mask = self.density >= self.density.max()
-
-    def state(self) -> dict:
-        return {"res": self.res, "density": self.density}

@@ -18,6 +18,7 @@ class RayData:
     dirs: torch.Tensor  # (N, 3)
     rgb: torch.Tensor  # (N, 3) sRGB in [0, 1]
     alpha: torch.Tensor | None  # (N,) or None for opaque-background photos
+    masks: list[np.ndarray] | None = None  # per-frame (H, W) alpha, reused by the visual hull
 
 
 def load_rays(frames: list[Frame], downscale: int = 1) -> RayData:
@@ -29,11 +30,12 @@ def load_rays(frames: list[Frame], downscale: int = 1) -> RayData:
             raise CaptureError(f"image is {rgb.shape[1]}x{rgb.shape[0]}, camera says "
                                f"{o.shape[1]}x{o.shape[0]}", path=str(f.image_path))
         os_.append(o.reshape(-1, 3)); ds.append(d.reshape(-1, 3)); cs.append(rgb.reshape(-1, 3))
-        als.append(None if alpha is None else alpha.reshape(-1))
+        als.append(alpha)
     masked = all(a is not None for a in als)
     return RayData(torch.from_numpy(np.concatenate(os_)), torch.from_numpy(np.concatenate(ds)),
                    torch.from_numpy(np.concatenate(cs)),
-                   torch.from_numpy(np.concatenate(als)) if masked else None)
+                   torch.from_numpy(np.concatenate([a.reshape(-1) for a in als])) if masked else None,
+                   als if masked else None)
 
 
 def camera_box(frames: list[Frame]) -> Box:
@@ -53,16 +55,16 @@ def camera_box(frames: list[Frame]) -> Box:
     return Box(target - half, target + half)
 
 
-def visual_hull(frames: list[Frame], box: Box, res: int, downscale: int = 1) -> np.ndarray:
-    """Cells of the box (res^3 bool) that every mask sees as foreground (or cannot see at all)."""
+def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int, downscale: int = 1) -> np.ndarray:
+    """Cells of the box (res^3 bool) that every mask sees as foreground (or cannot see at all).
+
+    `masks` are the frames' alphas as loaded at 1/`downscale` resolution (RayData.masks).
+    """
     g = (np.arange(res) + 0.5) / res
     pts = box.from_unit(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
     keep = np.ones(len(pts), dtype=bool)
     cell = float(box.size.max()) / res
-    for f in frames:
-        _, alpha = load_frame_image(f, downscale)
-        if alpha is None:
-            continue
+    for f, alpha in zip(frames, masks):
         h, w = alpha.shape
         w2c = np.linalg.inv(f.c2w)
         pc = pts @ w2c[:3, :3].T + w2c[:3, 3]

@@ -113,6 +113,8 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
             checkpoint(tf, step + 1)
         if progress:
             progress(step + 1, cfg.steps, record)
+    if eval_data is not None and tf.history and "test_psnr" not in tf.history[-1]:
+        tf.history[-1]["test_psnr"] = evaluate(tf, eval_data)  # a run cut by its time budget too
     return tf
 
 
