@@ -15,7 +15,7 @@ from .errors import NrcError, UsageError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a capture (photos + poses) into a production glTF asset.")
 console = Console(stderr=True)
-COMMANDS = {"convert", "synth", "validate", "version", "--help", "-h"}
+COMMANDS = {"convert", "synth", "validate", "build-ext", "version", "--help", "-h"}
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -124,6 +124,19 @@ def validate_cmd(glb: Path = typer.Argument(..., help="GLB file to check.")) -> 
     print(report.format())
     if not report.ok:
         raise ValidationError(f"{report.errors} error(s)", path=str(glb))
+
+
+@app.command("build-ext")
+def build_ext() -> None:
+    """Build the C++/CUDA kernels now, showing the compiler log; exit 8 if they cannot be built."""
+    import torch
+
+    from .kernels import backend, build_extension
+
+    path = build_extension(verbose=True)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        print(f"backend ({device}): {backend(device)}")
+    print(f"library: {path}")
 
 
 @app.command()
