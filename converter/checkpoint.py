@@ -92,8 +92,8 @@ def restore_field(tf, state: dict) -> int:
     """Load a checkpoint into a freshly built TrainedField; returns the step it was taken at."""
     tf.field.load_state_dict(state["field"])
     tf.background.load_state_dict(state["background"])
-    occ = OccupancyGrid(state["occ_mask"].shape[0], state["occ_mask"])
-    occ.density = state["occ_density"]
+    occ = OccupancyGrid(state["occ_mask"].shape[0], state["occ_mask"], tf.occupancy.device)
+    occ.density = state["occ_density"].to(occ.device)
     occ.updates = int(state["occ_updates"])
     tf.occupancy = occ
     box = state["box"].numpy()

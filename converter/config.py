@@ -13,6 +13,7 @@ from dataclasses import dataclass
 class Config:
     preset: str = "balanced"
     seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
     # --- training ---
     steps: int = 2500
     time_budget_s: float = 420.0  # training stops at whichever comes first
@@ -25,32 +26,36 @@ class Config:
     hash_max_resolution: int = 2048
     hidden: int = 64
     geometry_max_resolution: int = 256  # finest hash level the density may use
-    sparsity_weight: float = 0.01  # emptiness prior, opaque-background captures only
-    # Initial log-density offset (how opaque the untrained box starts). Measured on the tiny opaque
-    # synth capture: -1 lets the field paint the background onto the box walls, -4 leaves the box
-    # empty, object included; opaque captures need a better background model (issue 3).
-    density_bias: float = -1.0
+    # --- surface (SDF) ---
+    sdf_init_radius: float = 0.3  # the field starts as a sphere of this radius in the unit cube
+    beta_min_steps: float = 0.5  # sharpest VolSDF beta, in march steps (sharper aliases between samples)
+    eikonal_weight: float = 0.1
+    eikonal_points: int = 2048
+    curvature_weight: float = 5e-4
+    coarse_levels: int = 4  # geometry hash levels active at the start (coarse-to-fine)
+    coarse_to_fine: float = 0.4  # training fraction by which every geometry level is active
+    early_stop_patience: int = 4  # held-out checks without improvement before stopping (0: never)
+    early_stop_min_delta: float = 0.05
     march_steps: int = 512  # sample spacing = bbox diagonal / march_steps
     occupancy_res: int = 128
     downscale: int = 1
     eval_every: int = 250
     # --- extraction ---
     mc_resolution: int = 256
-    fusion_downscale: int = 2  # depth maps for fusion at 1/N of the photo resolution
     max_triangles: int = 80_000
     min_component_ratio: float = 0.02  # drop components below this share of the total area
     # --- baking ---
     texture_size: int = 1024
     texture_fit_iterations: int = 4  # least-squares fit to the training photos (0: field colour only)
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(steps=400, time_budget_s=300, batch_rays=2048, hash_levels=8, hash_log2_table=15,
                  hash_max_resolution=256, march_steps=192, occupancy_res=48, eval_every=0,
-                 mc_resolution=96, fusion_downscale=1, max_triangles=8000, texture_size=256),
+                 mc_resolution=96, max_triangles=8000, texture_size=256),
     "fast": dict(steps=1200, time_budget_s=150, hash_levels=12, hash_log2_table=18,
                  hash_max_resolution=1024, march_steps=384, mc_resolution=192, max_triangles=40_000,
                  texture_size=1024),

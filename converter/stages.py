@@ -17,7 +17,7 @@ from .checkpoint import load_field_state, load_mesh, restore_field, save_field, 
 from .pipeline import Run, save_texture
 from .render.rays import Box
 from .train.data import camera_box, hull_box, load_rays, visual_hull
-from .train.trainer import TrainedField, build_field, train
+from .train.trainer import TrainedField, build_field, cube, train
 
 
 def train_stage(run: Run, capture: Capture) -> TrainedField:
@@ -59,7 +59,7 @@ def _object_box(capture: Capture, cfg, data):
     if data.masks is None:
         return box, None
     coarse = visual_hull(capture.train, data.masks, box, 64, cfg.downscale)
-    box = hull_box(coarse, box)
+    box = cube(hull_box(coarse, box))
     return box, visual_hull(capture.train, data.masks, box, cfg.occupancy_res, cfg.downscale)
 
 
@@ -67,10 +67,9 @@ def extract_stage(run: Run, capture: Capture, tf: TrainedField):
     path = run.workdir / "mesh.npz"
     if run.cached("extract", path):
         return load_mesh(path)
-    frames = capture.train
-    run.reporter.start("extract", len(frames))
-    mesh = extract_mesh(tf, frames, run.cfg.mc_resolution, run.cfg.max_triangles, run.cfg.min_component_ratio,
-                        run.cfg.fusion_downscale, progress=lambda d, t: run.reporter.update("extract", d, t))
+    run.reporter.start("extract", run.cfg.mc_resolution)
+    mesh = extract_mesh(tf, run.cfg.mc_resolution, run.cfg.max_triangles, run.cfg.min_component_ratio,
+                        progress=lambda d, t: run.reporter.update("extract", d, t))
     save_mesh(path, mesh)
     run.reporter.end("extract", triangles=mesh.n_triangles)
     return mesh
@@ -129,4 +128,4 @@ def metrics_stage(run: Run, capture: Capture, tf: TrainedField, asset: BakedAsse
     return metrics
 
 
-__all__ = ["train_stage", "extract_stage", "bake_stage", "export_stage", "metrics_stage"]
+__all__ = ["bake_stage", "export_stage", "extract_stage", "metrics_stage", "train_stage"]

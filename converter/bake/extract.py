@@ -1,32 +1,46 @@
 """Field → clean triangle mesh: fused depth → marching cubes → floaters removed → decimated."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
+import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.measure import marching_cubes
 
-from ..capture.model import Frame
 from ..errors import ExtractionError
-from .fusion import fuse
 from ..mesh import Mesh, vertex_normals
 from ..train.trainer import TrainedField
 
 
-def marching(tf: TrainedField, frames: list[Frame], res: int, downscale: int,
-             progress: Callable[[int, int], None] | None = None) -> Mesh:
-    """Zero level set of the fused SDF, in the capture frame."""
-    grid = fuse(tf, frames, res, downscale, progress=progress)
+@torch.no_grad()
+def sdf_grid(tf: TrainedField, res: int, chunk: int = 1 << 16,
+             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The field's signed distance at the centres of a res^3 grid over the unit cube."""
+    dev = tf.field.log_beta.device
+    g = (torch.arange(res, dtype=torch.float32, device=dev) + 0.5) / res
+    out = np.empty((res, res, res), np.float32)
+    yz = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    for i in range(res):
+        pts = torch.cat([torch.full((yz.shape[0], 1), float(g[i]), device=dev), yz], 1)
+        out[i] = torch.cat([tf.field.sdf_only(p) for p in pts.split(chunk)]).view(res, res).cpu().numpy()
+        if progress:
+            progress(i + 1, res)
+    return out
+
+
+def marching(tf: TrainedField, res: int, progress: Callable[[int, int], None] | None = None) -> Mesh:
+    """Zero level set of the SDF, in the capture frame (vertices interpolated between samples)."""
+    grid = sdf_grid(tf, res, progress=progress)
     if not np.isfinite(grid).all():
-        raise ExtractionError("the fused distance grid holds NaN/Inf values", hint="re-train with --set lr=0.003")
+        raise ExtractionError("the signed-distance grid holds NaN/Inf values", hint="re-train with --set lr=0.003")
     if grid.min() >= 0 or grid.max() <= 0:
-        raise ExtractionError("the trained field shows no surface to any camera",
+        raise ExtractionError("the trained field has no surface inside the object box",
                               hint="check the capture's masks/poses, or train longer (--preset quality)")
     verts, faces, _, _ = marching_cubes(grid, level=0.0)
     verts = tf.box.from_unit((verts + 0.5) / res).astype(np.float32)
-    return Mesh(verts, faces.astype(np.int64))  # SDF < 0 inside: skimage's winding is outward here
+    return Mesh(verts, faces.astype(np.int64))  # sdf < 0 inside: skimage winds outward
 
 
 def components(mesh: Mesh) -> np.ndarray:
@@ -68,10 +82,9 @@ def decimate(mesh: Mesh, max_triangles: int) -> Mesh:
     return compact(Mesh(v.astype(np.float32), f.astype(np.int64)))
 
 
-def extract_mesh(tf: TrainedField, frames: list[Frame], res: int, max_triangles: int,
-                 min_component_ratio: float, downscale: int = 2,
+def extract_mesh(tf: TrainedField, res: int, max_triangles: int, min_component_ratio: float,
                  progress: Callable[[int, int], None] | None = None) -> Mesh:
-    mesh = marching(tf, frames, res, downscale, progress)
+    mesh = marching(tf, res, progress)
     mesh = remove_small_components(mesh, min_component_ratio)
     mesh = decimate(mesh, max_triangles)
     if mesh.n_triangles == 0:

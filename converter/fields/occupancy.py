@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 class OccupancyGrid:
-    def __init__(self, res: int, initial: torch.Tensor | None = None):
+    def __init__(self, res: int, initial: torch.Tensor | None = None, device: str | torch.device = "cpu"):
         self.res = res
-        self.mask = torch.ones((res, res, res), dtype=torch.bool) if initial is None else initial.clone()
-        self.density = torch.zeros((res, res, res))
+        self.device = torch.device(device)
+        mask = torch.ones((res, res, res), dtype=torch.bool) if initial is None else initial.clone()
+        self.mask = mask.to(self.device)
+        self.density = torch.zeros((res, res, res), device=self.device)
         self.updates = 0
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
@@ -17,7 +20,8 @@ class OccupancyGrid:
         return self.mask[idx[:, 0], idx[:, 1], idx[:, 2]]
 
     def cell_centres(self, cells: torch.Tensor, jitter: bool = True) -> torch.Tensor:
-        offset = torch.rand(cells.shape[0], 3) if jitter else torch.full((cells.shape[0], 3), 0.5)
+        n, dev = cells.shape[0], cells.device
+        offset = torch.rand(n, 3, device=dev) if jitter else torch.full((n, 3), 0.5, device=dev)
         return (cells.float() + offset) / self.res
 
     @torch.no_grad()
@@ -29,7 +33,7 @@ class OccupancyGrid:
             decay, explore = 0.0, 0.0  # the first pass replaces the initial guess outright
         self.updates += 1
         if len(empty):
-            empty = empty[torch.randperm(len(empty))[: int(explore * len(empty))]]
+            empty = empty[torch.randperm(len(empty), device=self.device)[: int(explore * len(empty))]]
         cells = torch.cat([occupied, empty])
         sigma = torch.cat([density_fn(self.cell_centres(c)) for c in cells.split(1 << 16)])
         i, j, k = cells.unbind(-1)
@@ -37,3 +41,27 @@ class OccupancyGrid:
         self.mask = self.density > threshold
         if not self.mask.any():  # never let training lock itself out of the whole box
             self.mask = self.density >= self.density.max()
+
+    @torch.no_grad()
+    def update_sdf(self, sdf_fn, band: float, explore: float = 0.05) -> None:
+        """SDF fields: a cell is occupied while the surface may pass through it, |sdf| < band.
+
+        Cells next to occupied ones are always re-checked (the surface moves a little per update),
+        plus a random share of the rest; the first update checks every cell. `density` holds the
+        last |sdf| seen per cell (inf: never evaluated).
+        """
+        if self.updates == 0:
+            self.density = torch.full((self.res,) * 3, float("inf"), device=self.device)
+            cells = (self.mask if self.mask.float().mean() < 1 else torch.ones_like(self.mask)).nonzero()
+        else:
+            near = F.max_pool3d(self.mask[None, None].float(), 3, 1, 1)[0, 0] > 0
+            rest = (~near).nonzero()
+            rest = rest[torch.randperm(len(rest), device=self.device)[: int(explore * len(rest))]]
+            cells = torch.cat([near.nonzero(), rest])
+        self.updates += 1
+        values = torch.cat([sdf_fn(self.cell_centres(c, jitter=False)).abs() for c in cells.split(1 << 16)])
+        i, j, k = cells.unbind(-1)
+        self.density[i, j, k] = values
+        self.mask = self.density < band
+        if not self.mask.any():
+            self.mask = self.density <= self.density.min()

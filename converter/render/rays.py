@@ -25,8 +25,8 @@ class Box:
         return float(np.linalg.norm(self.size))
 
     def to_unit(self, p: torch.Tensor) -> torch.Tensor:
-        lo = torch.as_tensor(self.lo, dtype=p.dtype)
-        return (p - lo) / torch.as_tensor(self.size, dtype=p.dtype)
+        lo = torch.as_tensor(self.lo, dtype=p.dtype, device=p.device)
+        return (p - lo) / torch.as_tensor(self.size, dtype=p.dtype, device=p.device)
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         return self.lo + u * self.size
@@ -49,8 +49,8 @@ def frame_rays(frame: Frame, downscale: int = 1) -> tuple[np.ndarray, np.ndarray
 
 def intersect_box(o: torch.Tensor, d: torch.Tensor, box: Box) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry/exit distances along each ray (near > far where the ray misses)."""
-    lo = torch.as_tensor(box.lo, dtype=o.dtype)
-    hi = torch.as_tensor(box.hi, dtype=o.dtype)
+    lo = torch.as_tensor(box.lo, dtype=o.dtype, device=o.device)
+    hi = torch.as_tensor(box.hi, dtype=o.dtype, device=o.device)
     inv = 1.0 / torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
     t0, t1 = (lo - o) * inv, (hi - o) * inv
     near = torch.minimum(t0, t1).amax(-1).clamp(min=0.0)

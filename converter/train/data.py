@@ -20,6 +20,10 @@ class RayData:
     alpha: torch.Tensor | None  # (N,) or None for opaque-background photos
     masks: list[np.ndarray] | None = None  # per-frame (H, W) alpha, reused by the visual hull
 
+    def to(self, device: torch.device) -> "RayData":
+        alpha = None if self.alpha is None else self.alpha.to(device)
+        return RayData(self.origins.to(device), self.dirs.to(device), self.rgb.to(device), alpha, self.masks)
+
 
 def load_rays(frames: list[Frame], downscale: int = 1) -> RayData:
     os_, ds, cs, als = [], [], [], []

@@ -1,24 +1,26 @@
-"""Training loop: fit the density field (and background) to the training photos."""
+"""Training loop: fit the SDF field (and the background) to the training photos."""
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..config import Config
 from ..errors import TrainingError
+from ..fields.background import Background
 from ..fields.hashgrid import HashGridConfig
-from ..fields.nerf import Background, NerfField
 from ..fields.occupancy import OccupancyGrid
+from ..fields.sdf import SdfField, hull_sdf
 from ..metrics.image import psnr
 from ..render.rays import Box
 from ..render.volume import render_chunked, render_rays
 from .data import RayData
+from .schedule import PlateauStop, active_levels, beta_ceiling, lr_factor
 
 Progress = Callable[[int, int, dict], None]
 
@@ -27,7 +29,7 @@ Progress = Callable[[int, int, dict], None]
 class TrainedField:
     """The field and everything needed to render it again."""
 
-    field: NerfField
+    field: SdfField
     background: Background
     occupancy: OccupancyGrid
     box: Box
@@ -39,20 +41,38 @@ class TrainedField:
         return lambda x: self.field.density(x)[0]
 
 
+def cube(box: Box) -> Box:
+    """The smallest cube around `box`: an SDF must see the same scale along every axis."""
+    centre, half = (box.lo + box.hi) / 2, float(box.size.max()) / 2
+    return Box(centre - half, centre + half)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto`: the GPU when torch sees one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def build_field(cfg: Config, box: Box, masked: bool, hull: np.ndarray | None) -> TrainedField:
-    grid = HashGridConfig(cfg.hash_levels, cfg.hash_features, cfg.hash_log2_table, 16,
-                          cfg.hash_max_resolution)
-    occ = OccupancyGrid(cfg.occupancy_res, None if hull is None else torch.from_numpy(hull))
-    field = NerfField(grid, cfg.hidden, geometry_max_resolution=cfg.geometry_max_resolution,
-                      density_bias=cfg.density_bias)
-    return TrainedField(field, Background(), occ, box, box.diagonal / cfg.march_steps, masked)
+    grid = HashGridConfig(cfg.hash_levels, cfg.hash_features, cfg.hash_log2_table, 16, cfg.hash_max_resolution)
+    box = cube(box)
+    device = resolve_device(cfg.device)
+    occ = OccupancyGrid(cfg.occupancy_res, None if hull is None else torch.from_numpy(hull), device)
+    sdf = SdfField(grid, float(box.size[0]), cfg.hidden, geometry_max_resolution=cfg.geometry_max_resolution,
+                   init_radius=cfg.sdf_init_radius)
+    sdf.beta_min = cfg.beta_min_steps * math.sqrt(3) / cfg.march_steps
+    if hull is not None:
+        sdf.set_base(hull_sdf(hull))
+    return TrainedField(sdf.to(device), Background().to(device), occ, box, box.diagonal / cfg.march_steps, masked)
 
 
 def _optimizer(tf: TrainedField, lr: float) -> torch.optim.Optimizer:
-    params = [{"params": [tf.field.grid.table], "eps": 1e-15},
-              {"params": list(tf.field.density_net.parameters()) + list(tf.field.color_net.parameters()),
-               "weight_decay": 1e-6},
-              {"params": tf.background.parameters()}]
+    f = tf.field
+    params = [{"params": [f.grid.table, tf.background.grid.table], "eps": 1e-15},
+              {"params": list(f.sdf_net.parameters()) + list(f.color_net.parameters())
+               + list(tf.background.net.parameters()), "weight_decay": 1e-6},
+              {"params": [f.log_beta]}]
     return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99), fused=True)
 
 
@@ -68,54 +88,86 @@ def _targets(tf: TrainedField, batch: dict, out) -> tuple[torch.Tensor, torch.Te
     return out.rgb + (1 - out.opacity[:, None]) * bg, target
 
 
+def _regularisers(tf: TrainedField, cfg: Config, frac: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eikonal and curvature terms on points near the surface (occupied cells) and anywhere."""
+    occ = tf.occupancy
+    cells = occ.mask.nonzero()
+    n = cfg.eikonal_points
+    pick = cells[torch.randint(0, len(cells), (n // 2,), device=cells.device)]
+    x = torch.cat([occ.cell_centres(pick), torch.rand(n - n // 2, 3, device=cells.device)])
+    eps = 1.0 / tf.field.finest_active_resolution()
+    grad, lap = tf.field.gradient(x, eps)
+    eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+    curvature = lap.abs().mean()
+    return eikonal, curvature
+
+
+def _band(tf: TrainedField) -> float:
+    """|sdf| below which an occupancy cell may hold the surface: half a cell diagonal, plus the
+    reach of the density (a few beta), plus one cell of slack for the surface moving."""
+    cell = math.sqrt(3) / tf.occupancy.res
+    return 1.5 * cell + 5.0 * float(tf.field.beta_max)
+
+
 def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | None = None,
           progress: Progress | None = None, start_step: int = 0,
           checkpoint: Callable[[TrainedField, int], None] | None = None) -> TrainedField:
     torch.manual_seed(cfg.seed + start_step)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     opt = _optimizer(tf, cfg.lr)
+    device = tf.field.log_beta.device
+    data = data.to(device)
+    eval_data = None if eval_data is None else eval_data.to(device)
     n_rays = data.origins.shape[0]
-    threshold = 0.01 / tf.dt
-    warmup = min(256, max(cfg.steps // 4, 1))
+    stopper = PlateauStop(cfg.early_stop_patience, cfg.early_stop_min_delta)
     t0 = time.time()
     for step in range(start_step, cfg.steps):
         frac = max(step / cfg.steps, (time.time() - t0) / cfg.time_budget_s)
         if frac >= 1.0:
             break
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * cfg.lr_final_ratio ** frac
-        if step >= warmup and step % 16 == 0:
-            tf.occupancy.update(tf.density_fn(), threshold)
-        idx = torch.randint(0, n_rays, (cfg.batch_rays,))
-        batch = {"origins": data.origins[idx], "dirs": data.dirs[idx], "rgb": data.rgb[idx],
-                 "alpha": None if data.alpha is None else data.alpha[idx]}
-        out = render_rays(tf.field, tf.occupancy, batch["origins"], batch["dirs"], tf.box, tf.dt, jitter=True)
-        pred, target = _targets(tf, batch, out)
-        loss = torch.nn.functional.mse_loss(pred, target)
-        if not tf.masked and cfg.sparsity_weight > 0:
-            # without masks, keep the box empty unless the photos need matter there: otherwise the
-            # field paints the background onto the walls of the box
-            loss = loss + cfg.sparsity_weight * out.sparsity
-        if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at step {step}",
-                                hint="retry with a lower learning rate: --set lr=0.003")
-        opt.zero_grad(set_to_none=True)
-        if loss.requires_grad:  # no sample hit occupied space: nothing to learn from this batch
-            loss.backward()
-            opt.step()
-        loss = float(loss.detach())
-        record = {"step": step + 1, "seconds": round(time.time() - t0, 2), "loss": loss,
-                  "train_psnr": -10 * math.log10(max(loss, 1e-10)), "samples": out.samples}
+            g["lr"] = cfg.lr * lr_factor(frac, cfg.lr_final_ratio) * g.get("lr_scale", 1.0)
+        tf.field.set_active_levels(active_levels(frac, cfg.coarse_levels, tf.field.geo_levels, cfg.coarse_to_fine))
+        tf.field.beta_max.fill_(beta_ceiling(frac, 0.02, tf.field.beta_min, cfg.coarse_to_fine))
+        if step % 16 == 0:
+            tf.occupancy.update_sdf(tf.field.sdf_only, _band(tf))
+        record = _step(tf, data, cfg, opt, n_rays, step, frac)
+        record["seconds"] = round(time.time() - t0, 2)
+        stop = False
         if eval_data is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             record["test_psnr"] = evaluate(tf, eval_data)
+            stop = cfg.early_stop_patience > 0 and stopper.update(record["test_psnr"])
         tf.history.append(record)
         if checkpoint and (step + 1) % 500 == 0:
             checkpoint(tf, step + 1)
         if progress:
             progress(step + 1, cfg.steps, record)
+        if stop:
+            break
     if eval_data is not None and tf.history and "test_psnr" not in tf.history[-1]:
         tf.history[-1]["test_psnr"] = evaluate(tf, eval_data)  # a run cut by its time budget too
     return tf
+
+
+def _step(tf: TrainedField, data: RayData, cfg: Config, opt, n_rays: int, step: int, frac: float) -> dict:
+    idx = torch.randint(0, n_rays, (cfg.batch_rays,), device=data.origins.device)
+    batch = {"origins": data.origins[idx], "dirs": data.dirs[idx], "rgb": data.rgb[idx],
+             "alpha": None if data.alpha is None else data.alpha[idx]}
+    out = render_rays(tf.field, tf.occupancy, batch["origins"], batch["dirs"], tf.box, tf.dt, jitter=True)
+    pred, target = _targets(tf, batch, out)
+    rgb_loss = torch.nn.functional.mse_loss(pred, target)
+    eikonal, curvature = _regularisers(tf, cfg, frac)
+    curv_w = cfg.curvature_weight * min(1.0, frac / max(cfg.coarse_to_fine, 1e-6))
+    loss = rgb_loss + cfg.eikonal_weight * eikonal + curv_w * curvature
+    if not torch.isfinite(loss):
+        raise TrainingError(f"loss became {loss.item()} at step {step}",
+                            hint="retry with a lower learning rate: --set lr=0.003")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    mse = float(rgb_loss.detach())
+    return {"step": step + 1, "loss": float(loss.detach()), "train_psnr": -10 * math.log10(max(mse, 1e-10)),
+            "eikonal": float(eikonal.detach()), "beta": float(tf.field.beta().detach()), "samples": out.samples}
 
 
 def evaluate(tf: TrainedField, data: RayData, max_rays: int = 20000) -> float:
@@ -127,5 +179,6 @@ def evaluate(tf: TrainedField, data: RayData, max_rays: int = 20000) -> float:
         pred = out.rgb
     else:
         target = data.rgb[:n]
-        pred = out.rgb + (1 - out.opacity[:, None]) * tf.background(data.dirs[:n])
-    return psnr(pred.detach().numpy(), target.numpy())
+        with torch.no_grad():
+            pred = out.rgb + (1 - out.opacity[:, None]) * tf.background(data.dirs[:n])
+    return psnr(pred.detach().cpu().numpy(), target.cpu().numpy())
