@@ -98,15 +98,16 @@ def test_gradcheck_float64(device, min_t):
     assert torch.autograd.gradcheck(ref, (tau, rgb))
 
 
-def test_rejects_offsets_that_do_not_cover_the_samples():
-    require_ext("cpu")
+def test_rejects_bad_arguments():
     tau, rgb, t, offsets = _packed(rays=4)
-    with pytest.raises(RuntimeError, match="ray_offsets"):
-        composite(tau, rgb, t, offsets[:-1])
-    bad = offsets.clone()
-    bad[1], bad[2] = bad[2], bad[1] - 1
-    with pytest.raises(RuntimeError, match="ray_offsets"):
-        composite(tau, rgb, t, bad)
+    bad_order = offsets.clone()
+    bad_order[1], bad_order[2] = bad_order[2], bad_order[1] - 1
+    cases = [((tau, rgb, t, offsets[:-1]), "ray_offsets"), ((tau, rgb, t, bad_order), "ray_offsets"),
+             ((tau, rgb[:, :2], t, offsets), "rgb"), ((tau.double(), rgb, t, offsets), "float"),
+             ((tau, rgb, t, offsets.int()), "int64")]
+    for args, match in cases:
+        with pytest.raises(ValueError, match=match):
+            composite(*args)
 
 
 def test_empty_input():

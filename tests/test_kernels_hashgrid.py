@@ -120,16 +120,30 @@ def test_no_x_gradient_requested_gives_none():
     assert g.table.grad is not None and g.table.grad.abs().sum() > 0
 
 
-def test_rejects_bad_arguments():
-    require_ext("cpu")
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_rejects_bad_arguments(use_ref):
     g = _grid(SMALL)
     x = _points(4)
-    with pytest.raises(RuntimeError, match="features per level"):
-        hash_encode(x, torch.zeros(g.table.shape[0], 3), g.resolutions, g.offsets)
-    with pytest.raises(RuntimeError, match="offsets run past"):
-        hash_encode(x, g.table[:10], g.resolutions, g.offsets)
-    with pytest.raises(RuntimeError, match="dtypes differ"):
-        hash_encode(x.double(), g.table, g.resolutions, g.offsets)
+    bad = [((x, torch.zeros(g.table.shape[0], 3), g.resolutions, g.offsets), "features per level"),
+           ((x, g.table[:10], g.resolutions, g.offsets), "offsets run past"),
+           ((x.double(), g.table, g.resolutions, g.offsets), "dtype"),
+           ((x[:, :2], g.table, g.resolutions, g.offsets), r"\(N, 3\)"),
+           ((x, g.table, g.resolutions, torch.cat([g.offsets[:2], g.offsets[1:-1]])), "offsets must increase"),
+           ((x, g.table, g.resolutions.long(), g.offsets), "int32")]
+    with use_reference() if use_ref else nullcontext():
+        for args, match in bad:
+            with pytest.raises(ValueError, match=match):
+                hash_encode(*args)
+
+
+def test_table_rows_past_the_last_level_get_zero_gradient():
+    """The CPU backward zeroes the gradient level by level; spare rows must be zeroed too."""
+    require_ext("cpu")
+    g = _grid(SMALL)
+    table = torch.cat([g.table.detach(), torch.ones(7, SMALL.features)]).requires_grad_()
+    hash_encode(_points(100), table, g.resolutions, g.offsets).sum().backward()
+    assert torch.equal(table.grad[-7:], torch.zeros(7, SMALL.features))
+    assert table.grad[: g.offsets[-1]].abs().sum() > 0
 
 
 def test_module_keeps_state_dict_and_loads_old_checkpoints():

@@ -3,6 +3,8 @@
 // Forward and x gradient run over chunks of points, one level at a time inside a chunk. The table
 // gradient runs one level per thread: each level owns a disjoint slice of the table, so threads
 // never write the same row, need no atomics, and the result is deterministic.
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -55,12 +57,18 @@ void forward_cpu(const T* x, const T* table, T* out, int64_t n, const HashGridPa
 // no two threads touch the same row. Measured: blocking the points with a barrier per block (to
 // keep grad_out in L2) ran 3x slower on a busy 2-core machine, where every barrier waits for a
 // descheduled thread.
+// grad_table arrives uninitialised: each task zeroes its own level's rows just before scattering
+// into them (no separate pass over the whole table, and the rows are then in that core's cache).
 template <typename T, int F>
-void backward_table_cpu(const T* grad_out, const T* x, T* grad_table, int64_t n, const HashGridParams& p) {
+void backward_table_cpu(const T* grad_out, const T* x, T* grad_table, int64_t rows, int64_t n,
+                        const HashGridParams& p) {
     const int L = p.levels;
+    const int64_t used = p.level[L - 1].offset + p.level[L - 1].size;
+    std::fill(grad_table + used * F, grad_table + rows * F, T(0));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(at::get_num_threads())
     for (int l = 0; l < L; ++l) {
         const HashLevel lv = p.level[l];
+        std::fill(grad_table + lv.offset * F, grad_table + (lv.offset + lv.size) * F, T(0));
         for (int64_t i = 0; i < n; ++i) {
             HashCell<T> c;
             hash_cell(x + 3 * i, lv, c);
@@ -108,9 +116,17 @@ HashGridParams params_from(const at::Tensor& table, const at::Tensor& resolution
     const int L = int(resolutions.size(0));
     TORCH_CHECK(L >= 1 && L <= kMaxLevels, "nrc.hash_encode: 1 to ", kMaxLevels, " levels, got ", L);
     const at::Tensor r = resolutions.cpu().contiguous(), o = offsets.cpu().contiguous();
-    TORCH_CHECK(o.data_ptr<int64_t>()[L] <= table.size(0), "nrc.hash_encode: offsets run past the table's ",
-                table.size(0), " rows");
-    return make_hash_params(r.data_ptr<int32_t>(), o.data_ptr<int64_t>(), L, int(table.size(1)));
+    const int32_t* res = r.data_ptr<int32_t>();
+    const int64_t* off = o.data_ptr<int64_t>();
+    // levels must own disjoint, non-empty row ranges from row 0: the CPU backward zeroes and fills
+    // each level's range from its own thread
+    TORCH_CHECK(off[0] == 0, "nrc.hash_encode: offsets must start at 0");
+    for (int l = 0; l < L; ++l) {
+        TORCH_CHECK(off[l + 1] > off[l], "nrc.hash_encode: offsets must increase (level ", l, " is empty)");
+        TORCH_CHECK(res[l] >= 1, "nrc.hash_encode: resolutions must be >= 1");
+    }
+    TORCH_CHECK(off[L] <= table.size(0), "nrc.hash_encode: offsets run past the table's ", table.size(0), " rows");
+    return make_hash_params(res, off, L, int(table.size(1)));
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& table) {
@@ -160,9 +176,11 @@ std::tuple<at::Tensor, at::Tensor> hash_encode_backward(const at::Tensor& grad_i
     const int64_t n = x.size(0);
     TORCH_CHECK(grad.sizes() == at::IntArrayRef({n, int64_t(p.levels) * p.features}) &&
                 grad.scalar_type() == x.scalar_type(), "nrc.hash_encode: grad_out must match the output");
-    at::Tensor grad_table = need_table ? at::zeros_like(table) : at::Tensor();
+    // the CPU path zeroes the table gradient level by level itself; the GPU path accumulates atomically
+    at::Tensor grad_table = !need_table ? at::Tensor() : x.is_cuda() ? at::zeros_like(table) : at::empty_like(table);
     at::Tensor grad_x = need_x ? at::empty_like(x) : at::Tensor();
     if (n == 0) {
+        if (need_table) grad_table.zero_();
         if (need_x) grad_x.zero_();
         return {grad_table, grad_x};
     }
@@ -184,7 +202,9 @@ std::tuple<at::Tensor, at::Tensor> hash_encode_backward(const at::Tensor& grad_i
         dispatch_features(p.features, [&](auto f) {
             constexpr int F = decltype(f)::value;
             const scalar_t* g = grad.data_ptr<scalar_t>();
-            if (need_table) backward_table_cpu<scalar_t, F>(g, x.data_ptr<scalar_t>(), grad_table.data_ptr<scalar_t>(), n, p);
+            if (need_table)
+                backward_table_cpu<scalar_t, F>(g, x.data_ptr<scalar_t>(), grad_table.data_ptr<scalar_t>(),
+                                                table.size(0), n, p);
             if (need_x)
                 backward_x_cpu<scalar_t, F>(g, x.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
                                             grad_x.data_ptr<scalar_t>(), n, p);

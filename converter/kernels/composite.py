@@ -62,12 +62,31 @@ class _Composite(torch.autograd.Function):
         return d_tau, d_rgb, None, None, None
 
 
+def check_args(tau: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, ray_offsets: torch.Tensor) -> None:
+    """Raises ValueError on arguments outside the module docstring's contract (see hashgrid.check_args
+    for why not only in C++). Offsets are checked only on the CPU: on a GPU that would cost a sync."""
+    s = tau.shape[0]
+    if tau.dim() != 1 or rgb.shape != (s, 3) or t.shape != (s,):
+        raise ValueError(f"composite: need tau (S,), rgb (S, 3), t (S,), got {tuple(tau.shape)}, "
+                         f"{tuple(rgb.shape)}, {tuple(t.shape)}")
+    if not (tau.dtype == rgb.dtype == t.dtype) or tau.dtype not in (torch.float32, torch.float64):
+        raise ValueError("composite: tau, rgb and t must all be float32 or all float64")
+    if ray_offsets.dtype != torch.int64 or ray_offsets.dim() != 1 or ray_offsets.numel() < 1:
+        raise ValueError("composite: ray_offsets must be int64 (R + 1,)")
+    if len({tau.device, rgb.device, t.device, ray_offsets.device}) > 1:
+        raise ValueError("composite: all inputs must be on one device")
+    if ray_offsets.device.type == "cpu" and (
+            int(ray_offsets[0]) != 0 or int(ray_offsets[-1]) != s or bool((ray_offsets.diff() < 0).any())):
+        raise ValueError("composite: ray_offsets must be non-decreasing from 0 to S")
+
+
 def composite(tau: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, ray_offsets: torch.Tensor,
               min_transmittance: float = 0.0, *, return_weights: bool = False):
     """(rgb (R, 3), opacity (R,), depth (R,)[, weights (S,)]) of packed samples.
 
     Compiled kernels when available for the samples' device, else `composite_ref`.
     """
+    check_args(tau, rgb, t, ray_offsets)
     if backend(tau.device) == "torch":
         return composite_ref(tau, rgb, t, ray_offsets, min_transmittance, return_weights=return_weights)
     out = _Composite.apply(tau, rgb, t, ray_offsets, float(min_transmittance))

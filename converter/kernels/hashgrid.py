@@ -120,12 +120,39 @@ class _HashEncode(torch.autograd.Function):
         return (grad_x if need_x else None), (grad_table if need_table else None), None, None
 
 
+def check_args(x: torch.Tensor, table: torch.Tensor, resolutions: torch.Tensor, offsets: torch.Tensor) -> None:
+    """Raises ValueError on arguments outside the contract of the module docstring.
+
+    Why here and not only in C++: an error raised inside the extension must unwind through its
+    frames, and with a toolchain that links libstdc++ statically (seen on a GPU image) that
+    unwinding segfaults. The C++ checks stay as a backstop.
+    """
+    if x.dim() != 2 or x.shape[1] != 3 or table.dim() != 2:
+        raise ValueError(f"hash_encode: x must be (N, 3) and table (T, F), got {tuple(x.shape)}, {tuple(table.shape)}")
+    if x.dtype != table.dtype or x.dtype not in (torch.float32, torch.float64) or x.device != table.device:
+        raise ValueError(f"hash_encode: x and table must share a float32/float64 dtype and device, got "
+                         f"{x.dtype}@{x.device}, {table.dtype}@{table.device}")
+    if table.shape[1] not in (1, 2, 4, 8):
+        raise ValueError(f"hash_encode: features per level must be 1, 2, 4 or 8, got {table.shape[1]}")
+    levels = resolutions.shape[0]
+    if resolutions.dtype != torch.int32 or offsets.dtype != torch.int64 or offsets.shape != (levels + 1,):
+        raise ValueError("hash_encode: resolutions must be int32 (L,) and offsets int64 (L + 1,)")
+    if not 1 <= levels <= 32:
+        raise ValueError(f"hash_encode: 1 to 32 levels, got {levels}")
+    offs = offsets.tolist()
+    if offs[0] != 0 or any(b <= a for a, b in itertools.pairwise(offs)) or min(resolutions.tolist()) < 1:
+        raise ValueError("hash_encode: offsets must increase from 0 and resolutions be >= 1")
+    if offs[-1] > table.shape[0]:
+        raise ValueError(f"hash_encode: offsets run past the table's {table.shape[0]} rows")
+
+
 def hash_encode(x: torch.Tensor, table: torch.Tensor, resolutions: torch.Tensor,
                 offsets: torch.Tensor) -> torch.Tensor:
     """(N, L * F) hash-grid features of x; compiled kernels when available for x's device.
 
     First-order gradients flow to `table` and `x` (the compiled backward is not itself differentiable).
     """
+    check_args(x, table, resolutions, offsets)
     if backend(x.device) == "torch":
         return hash_encode_ref(x, table, resolutions, offsets)
     return _HashEncode.apply(x, table, resolutions, offsets)

@@ -34,6 +34,7 @@ SOURCE_DIR = Path(__file__).resolve().parent.parent / "cuda_ext"
 EXT_NAME = "nrconvert_kernels"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off"]
 CUDA_FLAGS = ["-O3", "--fmad=false", "-DNRC_WITH_CUDA"]
+LDFLAGS = ["-fopenmp"]
 FAILED_MARKER = "failed.txt"
 BUILD_LOG = "build.log"
 
@@ -113,7 +114,7 @@ def _cache_key(sources: list[Path], with_cuda: bool) -> str:
     for path in sources + sorted((SOURCE_DIR / "include").rglob("*.h")):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     parts = [torch.__version__, str(torch.version.cuda), sys.version.split()[0], str(_cxx()), _cpu_flags(),
-             " ".join(CFLAGS), str(with_cuda)]
+             " ".join(CFLAGS + LDFLAGS), str(with_cuda)]
     if with_cuda:
         parts += [" ".join(CUDA_FLAGS), ",".join(_cuda_archs()), str(_nvcc())]
     h.update("\n".join(parts).encode())
@@ -164,7 +165,7 @@ def _compile(build_dir: Path, with_cuda: bool, verbose: bool) -> Path:
         if not verbose:
             warnings.simplefilter("ignore")  # torch's compiler-ABI chatter; our one warning says enough
         path = load(name=EXT_NAME, sources=[str(s) for s in _sources(with_cuda)], extra_cflags=cflags,
-                    extra_cuda_cflags=cuda_flags, extra_ldflags=["-fopenmp"],
+                    extra_cuda_cflags=cuda_flags, extra_ldflags=LDFLAGS,
                     extra_include_paths=[str(SOURCE_DIR / "include")], build_directory=str(build_dir),
                     verbose=verbose, with_cuda=with_cuda, is_python_module=False)
     return Path(path)
