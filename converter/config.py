@@ -29,6 +29,7 @@ class Config:
     # --- surface (SDF) ---
     sdf_init_radius: float = 0.3  # the field starts as a sphere of this radius in the unit cube
     beta_min_steps: float = 0.5  # sharpest VolSDF beta, in march steps (sharper aliases between samples)
+    neus_from: float = 0.4  # training fraction from which NeuS opacities replace VolSDF density
     eikonal_weight: float = 0.1
     eikonal_points: int = 2048
     curvature_weight: float = 5e-4

@@ -16,8 +16,8 @@ from .capture.model import Capture
 from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh
 from .pipeline import Run, save_texture
 from .render.rays import Box
-from .train.data import camera_box, hull_box, load_rays, visual_hull
-from .train.trainer import TrainedField, build_field, cube, train
+from .train.data import load_rays, object_box
+from .train.trainer import TrainedField, build_field, train
 
 
 def train_stage(run: Run, capture: Capture) -> TrainedField:
@@ -33,7 +33,7 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
         return tf
     data = load_rays(capture.train, cfg.downscale)
     masked = data.alpha is not None
-    box, hull = _object_box(capture, cfg, data)
+    box, hull = object_box(capture.train, data, cfg.occupancy_res, cfg.downscale)
     tf = build_field(cfg, box, masked, hull)
     start = 0
     if run.resume and partial.exists():
@@ -51,16 +51,6 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     last = tf.history[-1] if tf.history else {}
     run.reporter.end("train", steps=last.get("step", 0), train_psnr=last.get("train_psnr"))
     return tf
-
-
-def _object_box(capture: Capture, cfg, data):
-    """The object box: carved from the masks when there are masks, else from the camera layout."""
-    box = camera_box(capture.train)
-    if data.masks is None:
-        return box, None
-    coarse = visual_hull(capture.train, data.masks, box, 64, cfg.downscale)
-    box = cube(hull_box(coarse, box))
-    return box, visual_hull(capture.train, data.masks, box, cfg.occupancy_res, cfg.downscale)
 
 
 def extract_stage(run: Run, capture: Capture, tf: TrainedField):

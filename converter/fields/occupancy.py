@@ -25,24 +25,6 @@ class OccupancyGrid:
         return (cells.float() + offset) / self.res
 
     @torch.no_grad()
-    def update(self, density_fn, threshold: float, decay: float = 0.95, explore: float = 0.05) -> None:
-        """Re-evaluate occupied cells plus a random share of empty ones (EMA, instant-ngp style)."""
-        occupied = self.mask.nonzero()
-        empty = (~self.mask).nonzero()
-        if self.updates == 0:
-            decay, explore = 0.0, 0.0  # the first pass replaces the initial guess outright
-        self.updates += 1
-        if len(empty):
-            empty = empty[torch.randperm(len(empty), device=self.device)[: int(explore * len(empty))]]
-        cells = torch.cat([occupied, empty])
-        sigma = torch.cat([density_fn(self.cell_centres(c)) for c in cells.split(1 << 16)])
-        i, j, k = cells.unbind(-1)
-        self.density[i, j, k] = torch.maximum(self.density[i, j, k] * decay, sigma)
-        self.mask = self.density > threshold
-        if not self.mask.any():  # never let training lock itself out of the whole box
-            self.mask = self.density >= self.density.max()
-
-    @torch.no_grad()
     def update_sdf(self, sdf_fn, band: float, explore: float = 0.05) -> None:
         """SDF fields: a cell is occupied while the surface may pass through it, |sdf| < band.
 

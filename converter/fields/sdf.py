@@ -1,22 +1,23 @@
-"""Signed-distance field on the hash grid, rendered as VolSDF density.
+"""Signed-distance field on the hash grid, rendered with NeuS interval opacities.
 
 Why an SDF: a density field's surface is wherever opacity happens to build up, a few samples soft,
 with bumps wherever the texture has an edge. A signed distance with a unit gradient (eikonal) has
 one zero crossing per surface, so the mesh is its zero level set, found with sub-voxel accuracy,
 closed and free of floaters by construction.
 
-Why VolSDF's Laplace density (not NeuS's interval alphas): it turns the SDF into an ordinary
-density, so the same occupancy marching and compositing kernels render both, and no per-sample
-normal is needed while rendering. The eikonal and curvature terms use finite differences
-(Neuralangelo): they need only first-order gradients, which is all the hash-grid kernel provides.
+Rendering (render.volume) turns the SDF of consecutive samples into interval opacities (NeuS),
+which are unbiased at the surface for head-on and grazing rays alike. The eikonal and curvature
+terms use finite differences (Neuralangelo): they need only first-order gradients, which is all
+the hash-grid kernel provides.
 
-Units: the field sees the cubic object box as [0, 1]^3 and its distances are in those units;
-`density` returns sigma per world unit so the renderer's world-space step applies unchanged.
+Units: the field sees the cubic object box as [0, 1]^3 and its distances (and beta, the width of
+the surface's opacity ramp) are in those units.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,13 +27,12 @@ from .nerf import _mlp, sh_encode
 
 
 class SdfField(nn.Module):
-    """sdf(x), sigma(x) and rgb(x, d) for x in the unit cube."""
+    """sdf(x) and rgb(x, d) for x in the unit cube."""
 
-    def __init__(self, grid: HashGridConfig, world_size: float, hidden: int = 64, geo_features: int = 15,
+    def __init__(self, grid: HashGridConfig, hidden: int = 64, geo_features: int = 15,
                  geometry_max_resolution: int = 256, init_radius: float = 0.3, init_beta: float = 0.02):
         super().__init__()
         self.grid = HashGrid(grid)
-        self.world_size = float(world_size)
         # the prior shape the net refines, as an SDF grid: the visual hull when there are masks
         self.register_buffer("base_grid", sphere_grid(32, init_radius), persistent=True)
         res = level_resolutions(grid)
@@ -86,17 +86,6 @@ class SdfField(nn.Module):
     def sdf_only(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf(x)[0]
 
-    def sigma_from_sdf(self, s: torch.Tensor) -> torch.Tensor:
-        """VolSDF: sigma = Psi_beta(-s) / beta, per world unit."""
-        beta = self.beta()
-        psi = torch.where(s > 0, 0.5 * torch.exp(-s.clamp(min=0) / beta),
-                          1.0 - 0.5 * torch.exp(s.clamp(max=0) / beta))
-        return psi / (beta * self.world_size)
-
-    def density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, geo = self.sdf(x)
-        return self.sigma_from_sdf(s), geo
-
     def color(self, geo: torch.Tensor, d: torch.Tensor, normal: torch.Tensor | None = None) -> torch.Tensor:
         if normal is None:
             normal = torch.zeros_like(d)
@@ -123,12 +112,11 @@ def sphere_grid(res: int, radius: float) -> torch.Tensor:
     return (x * x + y * y + z * z).sqrt() - radius
 
 
-def hull_sdf(hull: "np.ndarray") -> torch.Tensor:
+def hull_sdf(hull: np.ndarray) -> torch.Tensor:
     """Signed distance (unit-cube units) of a boolean occupancy grid: < 0 inside.
 
     Smoothed by a cell so the prior has no stair steps for the net to undo.
     """
-    import numpy as np
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
     res = hull.shape[0]

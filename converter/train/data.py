@@ -100,3 +100,20 @@ def hull_box(hull: np.ndarray, box: Box, margin_cells: int = 2) -> Box:
     lo = box.from_unit(np.maximum(idx.min(0) - margin_cells, 0) / res)
     hi = box.from_unit(np.minimum(idx.max(0) + 1 + margin_cells, res) / res)
     return Box(lo, hi)
+
+
+def cube(box: Box) -> Box:
+    """The smallest cube around `box`: an SDF must see the same scale along every axis."""
+    centre, half = (box.lo + box.hi) / 2, float(box.size.max()) / 2
+    return Box(centre - half, centre + half)
+
+
+def object_box(frames: list[Frame], data: RayData, res: int, downscale: int = 1) -> tuple[Box, np.ndarray | None]:
+    """The object's cube and its visual hull at `res`^3: carved from the masks when there are
+    masks, else the cube the camera layout allows (no hull)."""
+    box = camera_box(frames)
+    if data.masks is None:
+        return cube(box), None
+    coarse = visual_hull(frames, data.masks, box, 64, downscale)
+    box = cube(hull_box(coarse, box))
+    return box, visual_hull(frames, data.masks, box, res, downscale)

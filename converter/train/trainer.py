@@ -19,7 +19,7 @@ from ..fields.sdf import SdfField, hull_sdf
 from ..metrics.image import psnr
 from ..render.rays import Box
 from ..render.volume import render_chunked, render_rays
-from .data import RayData
+from .data import RayData, cube
 from .schedule import PlateauStop, active_levels, beta_ceiling, lr_factor
 
 Progress = Callable[[int, int, dict], None]
@@ -37,15 +37,6 @@ class TrainedField:
     masked: bool
     history: list[dict] = field(default_factory=list)  # step, seconds, loss, psnr
 
-    def density_fn(self):
-        return lambda x: self.field.density(x)[0]
-
-
-def cube(box: Box) -> Box:
-    """The smallest cube around `box`: an SDF must see the same scale along every axis."""
-    centre, half = (box.lo + box.hi) / 2, float(box.size.max()) / 2
-    return Box(centre - half, centre + half)
-
 
 def resolve_device(name: str) -> torch.device:
     """`auto`: the GPU when torch sees one, else the CPU."""
@@ -59,7 +50,7 @@ def build_field(cfg: Config, box: Box, masked: bool, hull: np.ndarray | None) ->
     box = cube(box)
     device = resolve_device(cfg.device)
     occ = OccupancyGrid(cfg.occupancy_res, None if hull is None else torch.from_numpy(hull), device)
-    sdf = SdfField(grid, float(box.size[0]), cfg.hidden, geometry_max_resolution=cfg.geometry_max_resolution,
+    sdf = SdfField(grid, cfg.hidden, geometry_max_resolution=cfg.geometry_max_resolution,
                    init_radius=cfg.sdf_init_radius)
     sdf.beta_min = cfg.beta_min_steps * math.sqrt(3) / cfg.march_steps
     if hull is not None:
@@ -153,7 +144,8 @@ def _step(tf: TrainedField, data: RayData, cfg: Config, opt, n_rays: int, step: 
     idx = torch.randint(0, n_rays, (cfg.batch_rays,), device=data.origins.device)
     batch = {"origins": data.origins[idx], "dirs": data.dirs[idx], "rgb": data.rgb[idx],
              "alpha": None if data.alpha is None else data.alpha[idx]}
-    out = render_rays(tf.field, tf.occupancy, batch["origins"], batch["dirs"], tf.box, tf.dt, jitter=True)
+    out = render_rays(tf.field, tf.occupancy, batch["origins"], batch["dirs"], tf.box, tf.dt, jitter=True,
+                      neus=frac >= cfg.neus_from)
     pred, target = _targets(tf, batch, out)
     rgb_loss = torch.nn.functional.mse_loss(pred, target)
     eikonal, curvature = _regularisers(tf, cfg, frac)
