@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from .hashgrid import HashGrid, HashGridConfig
-from .nerf import _mlp
+from .layers import mlp
 
 
 class Background(nn.Module):
     def __init__(self, levels: int = 12, log2_table: int = 17, max_resolution: int = 2048, hidden: int = 32):
         super().__init__()
         self.grid = HashGrid(HashGridConfig(levels, 2, log2_table, 8, max_resolution))
-        self.net = _mlp([self.grid.out_dim, hidden, 3])
+        self.net = mlp([self.grid.out_dim, hidden, 3])
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         x = d / d.norm(dim=-1, keepdim=True).clamp(min=1e-8) * 0.5 + 0.5

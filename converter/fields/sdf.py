@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hashgrid import HashGrid, HashGridConfig, level_resolutions
-from .nerf import _mlp, sh_encode
+from .layers import mlp, sh_encode
 
 
 class SdfField(nn.Module):
@@ -39,11 +39,11 @@ class SdfField(nn.Module):
         self.geo_levels = max(sum(r <= geometry_max_resolution for r in res), 1)
         self.level_res = res
         self.geo_dim = self.geo_levels * grid.features
-        self.sdf_net = _mlp([self.geo_dim + 3, hidden, 1 + geo_features])
+        self.sdf_net = mlp([self.geo_dim + 3, hidden, 1 + geo_features])
         with torch.no_grad():  # start as a sphere: the base term carries it, the net adds detail
             self.sdf_net[-1].weight.mul_(0.01)
             self.sdf_net[-1].bias.zero_()
-        self.color_net = _mlp([geo_features + self.grid.out_dim - self.geo_dim + 3 + 16, hidden, hidden, 3])
+        self.color_net = mlp([geo_features + self.grid.out_dim - self.geo_dim + 3 + 16, hidden, hidden, 3])
         self.log_beta = nn.Parameter(torch.tensor(math.log(init_beta)))
         self.beta_min = 1e-4
         # annealed ceiling on beta (see train.schedule.beta_ceiling); learning alone is too slow

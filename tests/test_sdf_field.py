@@ -1,0 +1,106 @@
+"""The SDF field, its rendering and extraction, on an analytic sphere (no training needed)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nrconvert.bake.extract import marching
+from nrconvert.config import make_config
+from nrconvert.fields.sdf import hull_sdf, sphere_grid
+from nrconvert.render.rays import Box
+from nrconvert.render.volume import render_rays
+from nrconvert.train.schedule import PlateauStop, active_levels, beta_ceiling, lr_factor
+from nrconvert.train.trainer import _band, build_field
+
+R = 0.25  # sphere radius in the unit cube
+
+
+def sphere_field(beta: float = 0.004, res: int = 64):
+    """A TrainedField whose SDF is exactly the prior sphere (the net outputs zero)."""
+    cfg = make_config("tiny", {"device": "cpu", "occupancy_res": 32})
+    tf = build_field(cfg, Box(np.zeros(3), np.ones(3)), masked=True, hull=None)
+    with torch.no_grad():
+        tf.field.sdf_net[-1].weight.zero_()
+        tf.field.sdf_net[-1].bias.zero_()
+        tf.field.set_base(sphere_grid(res, R))
+        tf.field.log_beta.fill_(math.log(beta))
+        tf.field.beta_max.fill_(beta)
+        tf.field.beta_min = 1e-5
+    tf.occupancy.update_sdf(tf.field.sdf_only, _band(tf))
+    tf.dt = math.sqrt(3) / 768
+    return tf
+
+
+def _opacity_at_offsets(tf, offsets: list[float], neus: bool) -> np.ndarray:
+    """Rays along +x passing the sphere's centre at the given distances (unit cube = world)."""
+    o = torch.tensor([[-0.2, 0.5 + h, 0.5] for h in offsets], dtype=torch.float32)
+    d = torch.tensor([[1.0, 0.0, 0.0]] * len(offsets))
+    with torch.no_grad():
+        out = render_rays(tf.field, tf.occupancy, o, d, tf.box, tf.dt, neus=neus)
+    return out.opacity.numpy()
+
+
+def test_neus_silhouette_is_unbiased_and_volsdf_grows():
+    tf = sphere_field()
+    beta = float(tf.field.beta().detach())
+    neus = _opacity_at_offsets(tf, [0.0, R - 4 * beta, R, R + 4 * beta], neus=True)
+    assert neus[0] > 0.99 and neus[1] > 0.9
+    assert 0.3 < neus[2] < 0.7, f"NeuS opacity at the silhouette should be ~0.5, got {neus[2]:.3f}"
+    assert neus[3] < 0.1
+    volsdf = _opacity_at_offsets(tf, [R + 2 * beta], neus=False)
+    assert volsdf[0] > 0.5, "VolSDF density makes grazing rays opaque outside the surface (why NeuS)"
+
+
+def test_head_on_depth_is_at_the_surface():
+    tf = sphere_field()
+    o = torch.tensor([[-0.2, 0.5, 0.5]]); d = torch.tensor([[1.0, 0.0, 0.0]])
+    with torch.no_grad():
+        out = render_rays(tf.field, tf.occupancy, o, d, tf.box, tf.dt)
+    depth = float(out.depth[0] / out.opacity[0])
+    assert abs(depth - (0.2 + 0.5 - R)) < 0.01
+
+
+def test_extraction_is_sub_voxel():
+    tf = sphere_field()
+    mesh = marching(tf, 32)
+    r = np.linalg.norm(mesh.vertices - 0.5, axis=1)
+    assert abs(r.mean() - R) < 0.002 and r.std() < 0.003  # a voxel is 1/32 = 0.031
+    n = np.cross(*(mesh.vertices[mesh.faces[:, i]] - mesh.vertices[mesh.faces[:, 0]] for i in (1, 2)))
+    centre = mesh.vertices[mesh.faces].mean(1) - 0.5
+    assert (np.einsum("ij,ij->i", n, centre) > 0).mean() > 0.99, "faces must wind outwards"
+
+
+def test_occupancy_holds_the_shell_only():
+    tf = sphere_field()
+    occ = tf.occupancy
+    g = (torch.arange(occ.res) + 0.5) / occ.res
+    x, y, z = torch.meshgrid(g, g, g, indexing="ij")
+    dist = ((x - 0.5) ** 2 + (y - 0.5) ** 2 + (z - 0.5) ** 2).sqrt() - R
+    assert occ.mask[dist.abs() < 0.5 / occ.res].all()
+    assert not occ.mask[dist.abs() > 4.0 / occ.res].any()
+
+
+def test_hull_sdf_is_a_signed_distance():
+    res = 48
+    g = (np.arange(res) + 0.5) / res - 0.5
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    hull = np.sqrt(x * x + y * y + z * z) < 0.3
+    sdf = hull_sdf(hull).numpy()
+    assert sdf[res // 2, res // 2, res // 2] == pytest.approx(-0.3, abs=0.05)
+    assert sdf[0, 0, 0] == pytest.approx(np.sqrt(3) * (0.5 - 0.5 / res) - 0.3, abs=0.05)
+    assert ((sdf < 0) == hull).mean() > 0.99
+
+
+def test_schedules():
+    assert lr_factor(0.0, 0.05) < lr_factor(0.02, 0.05) == pytest.approx(1.0)
+    assert lr_factor(1.0, 0.05) == pytest.approx(0.05)
+    assert active_levels(0.0, 4, 9, 0.4) == 4 and active_levels(0.4, 4, 9, 0.4) == 9
+    assert beta_ceiling(0.0, 0.02, 0.001, 0.4) == pytest.approx(0.02)
+    assert beta_ceiling(0.5, 0.02, 0.001, 0.4) == pytest.approx(0.001)
+    stop = PlateauStop(patience=2, min_delta=0.1)
+    assert not any(stop.update(v) for v in [20.0, 25.0, 26.0])
+    assert not stop.update(26.05)
+    assert stop.update(26.05)
