@@ -90,6 +90,7 @@ def load_field_state(path: Path) -> dict:
 
 def restore_field(tf, state: dict) -> int:
     """Load a checkpoint into a freshly built TrainedField; returns the step it was taken at."""
+    tf.field.set_base(state["field"]["base_grid"])  # the prior's resolution varies per run
     tf.field.load_state_dict(state["field"])
     tf.background.load_state_dict(state["background"])
     occ = OccupancyGrid(state["occ_mask"].shape[0], state["occ_mask"], tf.occupancy.device)

@@ -14,6 +14,7 @@ from .bake.texture import bake_from_field, fit_to_photos, pad_texture, to_uint8_
 from .bake.uv import unwrap
 from .capture.model import Capture
 from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh
+from .kernels import backend
 from .pipeline import Run, save_texture
 from .render.rays import Box
 from .train.data import load_rays, object_box
@@ -49,7 +50,8 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     save_field(path, tf, cfg.steps)
     partial.unlink(missing_ok=True)
     last = tf.history[-1] if tf.history else {}
-    run.reporter.end("train", steps=last.get("step", 0), train_psnr=last.get("train_psnr"))
+    run.reporter.end("train", steps=last.get("step", 0), train_psnr=last.get("train_psnr"),
+                     test_psnr=last.get("test_psnr"), kernels=backend(tf.field.log_beta.device))
     return tf
 
 

@@ -11,6 +11,7 @@ from scipy.ndimage import distance_transform_edt
 from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..mesh import Mesh
+from ..render.volume import render_chunked
 from ..render.raster import Fragments, rasterize, rasterize_view
 from ..train.trainer import TrainedField
 
@@ -30,11 +31,12 @@ def interpolate(attr: np.ndarray, faces: np.ndarray, frags: Fragments) -> np.nda
 
 
 @torch.no_grad()
-def bake_from_field(tf: TrainedField, mesh: Mesh, size: int, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+def bake_from_field(tf: TrainedField, mesh: Mesh, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Colour seen head-on at each texel (float HxWx3) and the coverage mask.
 
-    The mesh is the SDF's zero level set, so each texel's surface point is queried directly, with
-    the view direction along -n: no ray marching, and no blur from a soft surface.
+    Each texel's colour is what the field renders along a short ray through its surface point,
+    along -n: the composited colour, the quantity training fitted to the photos (querying the
+    colour net at the zero level set alone came out darker: 0.033 vs 0.024 mean error).
     """
     frags = texel_fragments(mesh, size)
     hit = frags.tri >= 0
@@ -42,9 +44,10 @@ def bake_from_field(tf: TrainedField, mesh: Mesh, size: int, chunk: int = 1 << 1
     nrm = interpolate(mesh.normals, mesh.faces, frags)[hit]
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-8)
     dev = tf.field.log_beta.device
-    x = tf.box.to_unit(torch.from_numpy(pos.astype(np.float32)).to(dev)).clamp(0, 1)
+    o = torch.from_numpy((pos + nrm * (4 * tf.dt)).astype(np.float32)).to(dev)
     d = torch.from_numpy(-nrm.astype(np.float32)).to(dev)
-    rgb = torch.cat([tf.field.color(tf.field.sdf(xc)[1], dc) for xc, dc in zip(x.split(chunk), d.split(chunk))])
+    out = render_chunked(tf.field, tf.occupancy, o, d, tf.box, tf.dt, max_distance=12 * tf.dt)
+    rgb = (out.rgb / out.opacity.clamp(min=1e-3)[:, None]).clamp(0, 1)
     tex = np.zeros((size, size, 3), np.float32)
     tex[hit] = rgb.cpu().numpy()
     return tex, hit
