@@ -154,3 +154,15 @@ def test_module_keeps_state_dict_and_loads_old_checkpoints():
     x = _points(50)
     torch.testing.assert_close(fresh(x), g(x))
     assert g.out_dim == SMALL.levels * SMALL.features
+
+
+def test_second_derivative_fails_loudly():
+    """The compiled backward is first order only: asking for more must raise, not return zeros."""
+    require_ext("cpu")
+    g = _grid(SMALL)
+    x = _points(20).requires_grad_()
+    head = torch.randn(SMALL.levels * SMALL.features, requires_grad=True)  # an MLP's part: grad_out depends on it
+    (gx,) = torch.autograd.grad((hash_encode(x, g.table, g.resolutions, g.offsets) @ head).sum(), x,
+                                create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gx.norm().backward()  # an eikonal-style loss

@@ -13,6 +13,7 @@ request the weights w (S,) (distortion losses, median depth). Gradients flow to 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .loader import backend
 
@@ -51,6 +52,7 @@ class _Composite(torch.autograd.Function):
         return torch.ops.nrc.composite_forward(tau, rgb, t, ray_offsets, min_transmittance)
 
     @staticmethod
+    @once_differentiable  # a second derivative must fail loudly, not come out as zero
     def backward(ctx, g_rgb, g_opacity, g_depth, g_weights):
         tau, rgb, t, ray_offsets = ctx.saved_tensors
         rays = ray_offsets.numel() - 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 
 from .loader import backend
@@ -112,6 +113,7 @@ class _HashEncode(torch.autograd.Function):
         return torch.ops.nrc.hash_encode_forward(x, table, resolutions, offsets)
 
     @staticmethod
+    @once_differentiable  # a second derivative must fail loudly, not come out as zero
     def backward(ctx, grad_out: torch.Tensor):
         x, table = ctx.saved_tensors
         need_x, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
