@@ -21,8 +21,8 @@ from __future__ import annotations
 import itertools
 
 import torch
-from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .loader import backend
 
