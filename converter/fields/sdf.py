@@ -43,7 +43,7 @@ class SdfField(nn.Module):
         with torch.no_grad():  # start as a sphere: the base term carries it, the net adds detail
             self.sdf_net[-1].weight.mul_(0.01)
             self.sdf_net[-1].bias.zero_()
-        self.color_net = mlp([geo_features + self.grid.out_dim - self.geo_dim + 3 + 16, hidden, hidden, 3])
+        self.color_net = mlp([geo_features + self.grid.out_dim - self.geo_dim + 16, hidden, hidden, 3])
         self.log_beta = nn.Parameter(torch.tensor(math.log(init_beta)))
         self.beta_min = 1e-4
         # annealed ceiling on beta (see train.schedule.beta_ceiling); learning alone is too slow
@@ -86,10 +86,8 @@ class SdfField(nn.Module):
     def sdf_only(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf(x)[0]
 
-    def color(self, geo: torch.Tensor, d: torch.Tensor, normal: torch.Tensor | None = None) -> torch.Tensor:
-        if normal is None:
-            normal = torch.zeros_like(d)
-        return torch.sigmoid(self.color_net(torch.cat([geo, normal, sh_encode(d)], dim=-1)))
+    def color(self, geo: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.color_net(torch.cat([geo, sh_encode(d)], dim=-1)))
 
     def gradient(self, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Central-difference gradient (N, 3) and Laplacian (N,) of the SDF at x.

@@ -117,7 +117,7 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
         if frac >= 1.0:
             break
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * lr_factor(frac, cfg.lr_final_ratio) * g.get("lr_scale", 1.0)
+            g["lr"] = cfg.lr * lr_factor(frac, cfg.lr_final_ratio)
         tf.field.set_active_levels(active_levels(frac, cfg.coarse_levels, tf.field.geo_levels, cfg.coarse_to_fine))
         tf.field.beta_max.fill_(beta_ceiling(frac, 0.02, tf.field.beta_min, cfg.coarse_to_fine))
         if step % 16 == 0:
