@@ -96,16 +96,10 @@ void backward_x_cpu(const T* grad_out, const T* x, const T* table, T* grad_x, in
     }
 }
 
-// Calls fn.template operator()<F>() with F as a compile-time constant, so inner loops unroll.
 template <typename Fn>
 void dispatch_features(int features, Fn&& fn) {
-    switch (features) {
-        case 1: fn(std::integral_constant<int, 1>{}); break;
-        case 2: fn(std::integral_constant<int, 2>{}); break;
-        case 4: fn(std::integral_constant<int, 4>{}); break;
-        case 8: fn(std::integral_constant<int, 8>{}); break;
-        default: TORCH_CHECK(false, "nrc.hash_encode: features per level must be 1, 2, 4 or 8, got ", features);
-    }
+    TORCH_CHECK(nrc_dispatch_features(features, fn),
+                "nrc.hash_encode: features per level must be 1, 2, 4 or 8, got ", features);
 }
 
 HashGridParams params_from(const at::Tensor& table, const at::Tensor& resolutions, const at::Tensor& offsets) {

@@ -56,13 +56,7 @@ __global__ void backward_x_kernel(const T* __restrict__ grad_out, const T* __res
 
 template <typename Fn>
 void dispatch_features(int features, Fn&& fn) {
-    switch (features) {
-        case 1: fn(std::integral_constant<int, 1>{}); break;
-        case 2: fn(std::integral_constant<int, 2>{}); break;
-        case 4: fn(std::integral_constant<int, 4>{}); break;
-        case 8: fn(std::integral_constant<int, 8>{}); break;
-        default: break;  // the torch glue rejects other sizes before launching
-    }
+    nrc_dispatch_features(features, fn);  // the torch glue rejects other sizes before launching
 }
 
 dim3 level_grid(int64_t n, int levels) { return dim3(unsigned((n + kThreads - 1) / kThreads), unsigned(levels)); }

@@ -10,6 +10,22 @@
 
 #include "common.h"
 
+#include <type_traits>
+
+// Host-side: calls fn(std::integral_constant<int, F>{}) for F in {1, 2, 4, 8} so inner loops
+// unroll; false for any other feature count (callers report it their own way).
+template <typename Fn>
+inline bool nrc_dispatch_features(int features, Fn&& fn) {
+    switch (features) {
+        case 1: fn(std::integral_constant<int, 1>{}); return true;
+        case 2: fn(std::integral_constant<int, 2>{}); return true;
+        case 4: fn(std::integral_constant<int, 4>{}); return true;
+        case 8: fn(std::integral_constant<int, 8>{}); return true;
+        default: return false;
+    }
+}
+
+
 namespace nrc {
 
 constexpr int kMaxLevels = 32;
