@@ -32,7 +32,7 @@ class Config:
     neus_from: float = 0.4  # training fraction from which NeuS opacities replace VolSDF density
     eikonal_weight: float = 0.1
     eikonal_points: int = 2048
-    curvature_weight: float = 5e-4
+    curvature_weight: float = 2e-5  # measured sweep in docs/design.md: heavier smoothing costs PSNR
     coarse_levels: int = 4  # geometry hash levels active at the start (coarse-to-fine)
     coarse_to_fine: float = 0.4  # training fraction by which every geometry level is active
     early_stop_patience: int = 4  # held-out checks without improvement before stopping (0: never)
