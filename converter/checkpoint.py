@@ -68,7 +68,7 @@ def save_field(path: Path, tf, step: int) -> None:
     """Field checkpoint: tensors and plain values only, so it loads with weights_only=True."""
     state = {
         "field": tf.field.state_dict(), "background": tf.background.state_dict(),
-        "occ_density": tf.occupancy.density, "occ_mask": tf.occupancy.mask,
+        "occ_distance": tf.occupancy.distance, "occ_mask": tf.occupancy.mask,
         "occ_updates": tf.occupancy.updates,
         "box": torch.tensor(np.stack([tf.box.lo, tf.box.hi])), "dt": tf.dt, "masked": tf.masked,
         "history": json.dumps(tf.history), "step": step,
@@ -94,7 +94,7 @@ def restore_field(tf, state: dict) -> int:
     tf.field.load_state_dict(state["field"])
     tf.background.load_state_dict(state["background"])
     occ = OccupancyGrid(state["occ_mask"].shape[0], state["occ_mask"], tf.occupancy.device)
-    occ.density = state["occ_density"].to(occ.device)
+    occ.distance = state["occ_distance"].to(occ.device)
     occ.updates = int(state["occ_updates"])
     tf.occupancy = occ
     box = state["box"].numpy()

@@ -1,4 +1,4 @@
-"""Field → clean triangle mesh: fused depth → marching cubes → floaters removed → decimated."""
+"""Field → clean triangle mesh: SDF zero level set → floaters removed → decimated."""
 from __future__ import annotations
 
 from collections.abc import Callable

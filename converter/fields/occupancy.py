@@ -11,7 +11,7 @@ class OccupancyGrid:
         self.device = torch.device(device)
         mask = torch.ones((res, res, res), dtype=torch.bool) if initial is None else initial.clone()
         self.mask = mask.to(self.device)
-        self.density = torch.zeros((res, res, res), device=self.device)
+        self.distance = torch.full((res, res, res), float("inf"), device=self.device)
         self.updates = 0
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor:
@@ -29,11 +29,11 @@ class OccupancyGrid:
         """SDF fields: a cell is occupied while the surface may pass through it, |sdf| < band.
 
         Cells next to occupied ones are always re-checked (the surface moves a little per update),
-        plus a random share of the rest; the first update checks every cell. `density` holds the
+        plus a random share of the rest; the first update checks every cell. `distance` holds the
         last |sdf| seen per cell (inf: never evaluated).
         """
         if self.updates == 0:
-            self.density = torch.full((self.res,) * 3, float("inf"), device=self.device)
+            self.distance = torch.full((self.res,) * 3, float("inf"), device=self.device)
             cells = (self.mask if self.mask.float().mean() < 1 else torch.ones_like(self.mask)).nonzero()
         else:
             near = F.max_pool3d(self.mask[None, None].float(), 3, 1, 1)[0, 0] > 0
@@ -43,7 +43,7 @@ class OccupancyGrid:
         self.updates += 1
         values = torch.cat([sdf_fn(self.cell_centres(c, jitter=False)).abs() for c in cells.split(1 << 16)])
         i, j, k = cells.unbind(-1)
-        self.density[i, j, k] = values
-        self.mask = self.density < band
+        self.distance[i, j, k] = values
+        self.mask = self.distance < band
         if not self.mask.any():
-            self.mask = self.density <= self.density.min()
+            self.mask = self.distance <= self.distance.min()

@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 from .loader import backend
 
 
-def _ray_ids(ray_offsets: torch.Tensor, samples: int) -> torch.Tensor:
+def ray_ids(ray_offsets: torch.Tensor, samples: int) -> torch.Tensor:
     rays = ray_offsets.numel() - 1
     counts = ray_offsets[1:] - ray_offsets[:-1]
     ids = torch.arange(rays, device=ray_offsets.device)
@@ -29,7 +29,7 @@ def composite_ref(tau: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, ray_off
                   min_transmittance: float = 0.0, *, return_weights: bool = False):
     """Pure-torch compositing (see the module docstring), vectorised with a segmented cumsum."""
     rays = ray_offsets.numel() - 1
-    ids = _ray_ids(ray_offsets, tau.numel())
+    ids = ray_ids(ray_offsets, tau.numel())
     tau64 = tau.double()
     before = torch.cumsum(tau64, 0) - tau64  # exclusive, over all rays
     optical = (before - before[ray_offsets[ids]]).to(tau.dtype)  # restarted at each ray's first sample

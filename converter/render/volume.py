@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..fields.occupancy import OccupancyGrid
-from ..kernels.composite import composite
+from ..kernels.composite import composite, ray_ids
 from ..kernels.march import march_rays
 from .rays import Box, intersect_box
 
@@ -24,11 +24,6 @@ class RenderOut:
     opacity: torch.Tensor  # (R,)
     depth: torch.Tensor  # (R,) expected distance, 0 where empty
     samples: int  # samples evaluated with gradients
-
-
-def _ray_ids(offsets: torch.Tensor, n: int) -> torch.Tensor:
-    counts = offsets[1:] - offsets[:-1]
-    return torch.repeat_interleave(torch.arange(counts.numel(), device=offsets.device), counts, output_size=n)
 
 
 def _transmittance(tau: torch.Tensor, offsets: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -94,7 +89,7 @@ def render_rays(field, occ: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, box
     if t.numel() == 0:
         z = o.new_zeros(rays)
         return RenderOut(o.new_zeros(rays, 3), z, z, 0)
-    ids = _ray_ids(offsets, t.numel())
+    ids = ray_ids(offsets, t.numel())
     pts = box.to_unit(o[ids] + t[:, None] * d[ids]).clamp(0.0, 1.0)
     nxt, has_next = _successors(ids, t, dt)
     beta = field.beta()
