@@ -60,10 +60,10 @@ def test_material_shows_our_texture(imported, blender_utils):
     nodes = blender_utils.shader_image_nodes(material)
     assert len(nodes) == 1, [n.name for n in material.node_tree.nodes]
     image = nodes[0].image
-    h, w = asset.base_color.shape[:2]
+    h, w = asset.captured.shape[:2]
     assert tuple(image.size) == (w, h)
     assert image.colorspace_settings.name == "sRGB"
-    np.testing.assert_array_equal(blender_utils.image_rgb8(image), asset.base_color)
+    np.testing.assert_array_equal(blender_utils.image_rgb8(image), asset.captured)
     # KHR_materials_unlit imports as an emission (shadeless) setup, not a lit BSDF.
     types = {n.type for n in blender_utils.upstream_nodes(material.node_tree, _output(material))}
     assert "EMISSION" in types and "BSDF_PRINCIPLED" not in types

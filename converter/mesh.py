@@ -14,6 +14,9 @@ class Mesh:
     faces: np.ndarray  # (F, 3) int32/int64
     normals: np.ndarray | None = None  # (V, 3) float32, unit
     uvs: np.ndarray | None = None  # (V, 2) float32, glTF convention: origin top-left, v down
+    # (V, 4) float32 glTF TANGENT: xyz along +u, w = +-1 with bitangent = cross(normal, xyz) * w
+    # pointing to image-up (-v in glTF UVs), as MikkTSpace computes it on Blender's flipped UVs
+    tangents: np.ndarray | None = None
 
     @property
     def n_triangles(self) -> int:

@@ -108,7 +108,7 @@ def convert(run: Run) -> RunResult:
     metrics, timings["metrics"] = _timed(metrics_stage, run, capture, tf, asset)
     asset.metadata["metrics"] = _headline(metrics)
     summary, timings["export"] = _timed(export_stage, run, asset)
-    write_report(run.report_dir, capture, asset.mesh, asset.base_color, metrics, timings, tf.history,
+    write_report(run.report_dir, capture, asset.mesh, asset.captured, metrics, timings, tf.history,
                  run.output)
     return RunResult(run.output, run.report_dir, run.workdir, timings, metrics, summary)
 

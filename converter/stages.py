@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .bake.asset import BakedAsset
+from .bake.asset import BakedAsset, Lod, MaterialMaps
 from .bake.extract import extract_mesh
 from .bake.texture import bake_from_field, fit_to_photos, pad_texture, to_uint8_srgb
 from .bake.uv import unwrap
@@ -89,7 +89,7 @@ def bake_stage(run: Run, capture: Capture, tf: TrainedField, mesh) -> BakedAsset
 
 
 def _asset(capture: Capture, mesh, texture: np.ndarray) -> BakedAsset:
-    return BakedAsset(mesh=mesh, base_color=texture, up_axis=capture.up_axis, cameras=capture.frames,
+    return BakedAsset(lods=[Lod(mesh, MaterialMaps(captured=texture))], up_axis=capture.up_axis, cameras=capture.frames,
                       metadata={"name": Path(capture.root).name or "nrconvert_asset",
                                 "source": capture.source})
 
@@ -115,7 +115,7 @@ def metrics_stage(run: Run, capture: Capture, tf: TrainedField, asset: BakedAsse
     from .metrics.report import compute_metrics
 
     run.reporter.start("metrics", None)
-    metrics = compute_metrics(capture, asset.mesh, asset.base_color, tf.history)
+    metrics = compute_metrics(capture, asset.mesh, asset.captured, tf.history)
     run.reporter.end("metrics")
     return metrics
 

@@ -18,7 +18,7 @@ import pygltflib
 import pytest
 from PIL import Image
 
-from nrconvert.bake.asset import BakedAsset
+from nrconvert.bake.asset import BakedAsset, Lod, MaterialMaps
 from nrconvert.capture.model import Frame
 from nrconvert.errors import DependencyError, OutputError, ValidationError
 from nrconvert.export import validate as validate_mod
@@ -86,7 +86,7 @@ def make_sample_asset(up_axis: str = "z") -> BakedAsset:
     meta = {"name": "sample_object", "psnr": np.float32(31.25), "n_iters": np.int64(2000),
             "bounds": np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), "note": None,
             "tags": [], "env": {"sh": np.zeros((9, 3))}}
-    return BakedAsset(ellipsoid(), checker(), up_axis=up_axis, cameras=frames, metadata=meta)
+    return BakedAsset([Lod(ellipsoid(), MaterialMaps(checker()))], up_axis=up_axis, cameras=frames, metadata=meta)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_texture_and_unlit_material(written):
     view = gltf.bufferViews[image.bufferView]
     png = gltf.binary_blob()[view.byteOffset:view.byteOffset + view.byteLength]
     decoded = np.asarray(Image.open(io.BytesIO(png)))
-    np.testing.assert_array_equal(decoded, asset.base_color)
+    np.testing.assert_array_equal(decoded, asset.captured)
 
 
 def test_capture_cameras(written):
@@ -226,7 +226,7 @@ def test_large_mesh_uses_uint32_indices(tmp_path, validator_available):
     q = (y[:-1, :-1] * n + x[:-1, :-1]).ravel()
     faces = np.concatenate([np.stack([q, q + 1, q + n], 1), np.stack([q + 1, q + n + 1, q + n], 1)])
     uvs = verts[:, :2].copy()
-    asset = BakedAsset(Mesh(verts, faces, None, uvs), checker(8, 8, 2))
+    asset = BakedAsset([Lod(Mesh(verts, faces, None, uvs), MaterialMaps(checker(8, 8, 2)))])
     path = tmp_path / "big.glb"
     write_glb(asset, path, version=VERSION)
     gltf = pygltflib.GLTF2().load(str(path))

@@ -80,7 +80,7 @@ def write_glb(asset: BakedAsset, path: Path, *, version: str) -> dict:
     doc, blob = build_gltf(asset, version=version)
     data = pack_glb(doc, blob)
     _atomic_write(path, data)
-    h, w = asset.base_color.shape[:2]
+    h, w = asset.captured.shape[:2]
     return {"path": str(path), "triangles": asset.mesh.n_triangles,
             "vertices": int(len(asset.mesh.vertices)), "texture_size": [int(w), int(h)],
             "cameras": len(asset.cameras), "bytes": len(data)}
@@ -91,7 +91,7 @@ def build_gltf(asset: BakedAsset, *, version: str) -> tuple[dict, bytes]:
     gltf = gl.GLTF2(asset=gl.Asset(version="2.0", generator=f"nrconvert {version}"))
     blob = _Blob(gltf)
     _add_mesh(gltf, blob, asset)
-    _add_material(gltf, blob, asset.base_color)
+    _add_material(gltf, blob, asset.captured)
     name = str(asset.metadata.get("name") or ASSET_NODE)
     gltf.nodes.append(gl.Node(name=name, mesh=0))
     roots = [0]
@@ -121,9 +121,9 @@ def _check_asset(asset: BakedAsset) -> None:
         raise ValueError(f"mesh.faces index outside [0, {len(v)})")
     if m.uvs is None or np.shape(m.uvs) != (len(v), 2) or not np.isfinite(m.uvs).all():
         raise ValueError("mesh.uvs must be a finite (V, 2) array (one UV per vertex)")
-    c = np.asarray(asset.base_color)
+    c = np.asarray(asset.captured)
     if c.dtype != np.uint8 or c.ndim != 3 or c.shape[2] != 3 or min(c.shape[:2]) == 0:
-        raise ValueError(f"base_color must be a (H, W, 3) uint8 image, got {c.dtype} {c.shape}")
+        raise ValueError(f"the captured texture must be a (H, W, 3) uint8 image, got {c.dtype} {c.shape}")
 
 
 def _unit_normals(asset: BakedAsset) -> np.ndarray:
