@@ -1,0 +1,74 @@
+"""The highest-detail surface, as functions of capture-frame points.
+
+Every map of every LOD is read off the same surface (the trained SDF, or an analytic one in
+tests): a texel of a coarse LOD is first moved onto that surface, then its normal, occlusion and
+material are looked up there. So LODs agree with each other and with LOD0, and a normal map can
+restore detail that decimation removed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+PointFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Surface:
+    sdf: PointFn  # (N, 3) float -> (N,) signed distance in capture units, < 0 inside
+    normal: PointFn  # (N, 3) float -> (N, 3) unit outward normal (the SDF's normalised gradient)
+
+
+def project(surface: Surface, points: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Closest points on the surface (Newton steps along the gradient) and their normals.
+
+    A few steps suffice: the points start on a decimated copy of the same surface, a fraction of
+    a texel to a few voxels away.
+    """
+    p = np.asarray(points, dtype=np.float32)
+    for _ in range(iterations):
+        p = p - surface.sdf(p)[:, None] * surface.normal(p)
+    return p, surface.normal(p)
+
+
+def from_field(tf, chunk: int = 1 << 17) -> Surface:
+    """The trained SDF (train.trainer.TrainedField) as a Surface in capture units."""
+    import torch
+
+    box = tf.box
+    scale = float(box.size.max())  # the field's unit cube spans the cubic box
+    device = tf.field.log_beta.device
+    eps = 0.5 / tf.field.level_res[tf.field.geo_levels - 1]
+
+    def unit(p: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((p - box.lo) / scale).astype(np.float32)).to(device)
+
+    @torch.no_grad()
+    def sdf(p: np.ndarray) -> np.ndarray:
+        out = [tf.field.sdf_only(unit(c)).cpu().numpy() for c in _chunks(p, chunk)]
+        return (np.concatenate(out) if out else np.zeros(0, np.float32)) * scale
+
+    @torch.no_grad()
+    def normal(p: np.ndarray) -> np.ndarray:
+        out = [tf.field.gradient(unit(c), eps)[0].cpu().numpy() for c in _chunks(p, chunk)]
+        g = np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+        return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+
+    return Surface(sdf, normal)
+
+
+def sphere(centre=(0.0, 0.0, 0.0), radius: float = 1.0) -> Surface:
+    """An analytic sphere: tests and benchmarks without a trained field."""
+    c = np.asarray(centre, dtype=np.float32)
+
+    def normal(p: np.ndarray) -> np.ndarray:
+        d = p - c
+        return (d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    return Surface(lambda p: (np.linalg.norm(p - c, axis=1) - radius).astype(np.float32), normal)
+
+
+def _chunks(p: np.ndarray, n: int):
+    return (p[i:i + n] for i in range(0, len(p), n))
