@@ -121,7 +121,9 @@ def test_summary_and_clean_validation(written, validator_available):
     asset, path, summary, _ = written
     assert summary == {"path": str(path), "triangles": asset.mesh.n_triangles,
                        "vertices": len(asset.mesh.vertices), "texture_size": [128, 64],
-                       "cameras": 2, "bytes": path.stat().st_size}
+                       "cameras": 2, "bytes": path.stat().st_size, "environment": None,
+                       "lods": [{"triangles": asset.mesh.n_triangles, "pbr": False,
+                                 "vertices": len(asset.mesh.vertices), "texture_size": [128, 64]}]}
     report = validate_glb(path)
     assert report.ok and report.errors == 0
     assert report.messages == [], report.format(("error", "warning", "info", "hint"))

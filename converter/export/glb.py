@@ -1,177 +1,186 @@
 """GLB writer: BakedAsset (capture frame) -> one self-contained glTF 2.0 binary, Y-up.
 
-pygltflib's dataclasses describe the document; the `extras` are added to the JSON afterwards and
-the GLB container is packed here, because pygltflib's serialiser silently drops `None` and empty
-values from extras (metadata must round-trip as given). The file is written to a temp file in the
-target folder and renamed, so a crash or full disk never leaves a half-written asset behind.
+The document is an LOD chain (lod.py) with PBR materials and the `captured` variant
+(materials.py), capture cameras, and `asset.extras.nrconvert` metadata; the estimated environment
+light goes to an `.hdr` beside the GLB (hdr.py), referenced from the metadata. pygltflib's
+dataclasses describe the document; the `extras` are added to the JSON afterwards and the GLB
+container is packed by container.py, because pygltflib's serialiser silently drops `None` and
+empty values from extras (metadata must round-trip as given). Files are written to a temp file in
+the target folder and renamed, so a crash or full disk never leaves a half-written asset behind.
 Imports no torch: the Blender tests and the add-on load this module inside Blender.
 """
 from __future__ import annotations
 
-import errno
-import io
 import json
 import math
 import os
-import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pygltflib as gl
-from PIL import Image
 
-from ..bake.asset import BakedAsset
+from ..bake.asset import BakedAsset, EnvLight, Lod
+from ..bake.tangents import compute_tangents
 from ..capture.model import Frame
 from ..errors import OutputError
-from ..mesh import vertex_normals
-from .frames import capture_to_gltf_matrix, points_to_gltf, pose_to_gltf, pose_to_trs
+from .container import Blob, atomic_write, pack_glb
+from .frames import capture_to_gltf_matrix, pose_to_gltf, pose_to_trs
+from .hdr import hdr_bytes
+from .lod import MSFT_LOD, add_lod_mesh, add_lod_nodes, check_coverage, lod_suffix
+from .materials import (UNLIT, VARIANTS, add_lod_materials, encode_png, has_pbr,
+                        variant_mapping, variants_root)
+
+__all__ = ["ASSET_NODE", "CAMERAS_NODE", "build_gltf", "encode_png", "jsonable", "pack_glb",
+           "write_glb"]
 
 ASSET_NODE = "nrconvert_asset"
 CAMERAS_NODE = "capture_cameras"
-UNLIT = "KHR_materials_unlit"
 ZNEAR = 0.01
-
-
-class _Blob:
-    """Growing binary buffer: every view starts on a 4-byte boundary (glTF alignment rule)."""
-
-    def __init__(self, gltf: gl.GLTF2) -> None:
-        self.gltf = gltf
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-    def view(self, data: bytes, target: int | None = None) -> int:
-        pad = -self.size % 4
-        if pad:
-            self.chunks.append(b"\0" * pad)
-            self.size += pad
-        self.gltf.bufferViews.append(
-            gl.BufferView(buffer=0, byteOffset=self.size, byteLength=len(data), target=target))
-        self.chunks.append(data)
-        self.size += len(data)
-        return len(self.gltf.bufferViews) - 1
-
-    def accessor(self, array: np.ndarray, component: int, kind: str, target: int,
-                 with_bounds: bool = False) -> int:
-        view = self.view(np.ascontiguousarray(array).tobytes(), target)
-        acc = gl.Accessor(bufferView=view, byteOffset=0, componentType=component,
-                          count=int(len(array)), type=kind)
-        if with_bounds:  # POSITION needs min/max; the validator checks them against the data
-            acc.min = [float(v) for v in array.min(axis=0)]
-            acc.max = [float(v) for v in array.max(axis=0)]
-        self.gltf.accessors.append(acc)
-        return len(self.gltf.accessors) - 1
-
-    def data(self) -> bytes:
-        blob = b"".join(self.chunks)
-        return blob + b"\0" * (-len(blob) % 4)
 
 
 def write_glb(asset: BakedAsset, path: Path, *, version: str) -> dict:
     """Write `asset` as a GLB at `path` (atomically) and return a small summary.
 
-    Raises OutputError (naming the path) when the folder is missing or not writable or the disk
-    is full, and ValueError when the asset itself is malformed (a bug upstream).
+    With `asset.light`, the environment map is written first as `<stem>.hdr` beside the GLB (the
+    GLB refers to it by that relative name); if the GLB then cannot be written, that `.hdr` is
+    removed again. Raises OutputError (naming the path) when the folder is missing or not
+    writable or the disk is full, and ValueError when the asset itself is malformed (a bug
+    upstream).
     """
     path = Path(path)
     _check_asset(asset)
-    doc, blob = build_gltf(asset, version=version)
+    hdr_path = path.with_suffix(".hdr") if asset.light is not None else None
+    if hdr_path is not None and hdr_path.name == path.name:
+        raise OutputError("the GLB path ends in .hdr, where the environment map goes",
+                          path=str(path), hint="give the output a .glb name")
+    doc, blob = build_gltf(asset, version=version,
+                           hdr_uri=hdr_path.name if hdr_path is not None else None)
     data = pack_glb(doc, blob)
-    _atomic_write(path, data)
+    if hdr_path is not None:
+        atomic_write(hdr_path, hdr_bytes(asset.light.equirect), what="the environment map")
+    try:
+        atomic_write(path, data)
+    except OutputError:
+        if hdr_path is not None:
+            hdr_path.unlink(missing_ok=True)
+        raise
     h, w = asset.captured.shape[:2]
     return {"path": str(path), "triangles": asset.mesh.n_triangles,
             "vertices": int(len(asset.mesh.vertices)), "texture_size": [int(w), int(h)],
-            "cameras": len(asset.cameras), "bytes": len(data)}
+            "cameras": len(asset.cameras), "bytes": len(data),
+            "lods": [{"triangles": lod.mesh.n_triangles, "vertices": int(len(lod.mesh.vertices)),
+                      "texture_size": list(lod.maps.size), "pbr": has_pbr(lod.maps)}
+                     for lod in asset.lods],
+            "environment": str(hdr_path) if hdr_path is not None else None}
 
 
-def build_gltf(asset: BakedAsset, *, version: str) -> tuple[dict, bytes]:
-    """The glTF JSON document (as a dict) and its binary chunk, without touching the disk."""
+def build_gltf(asset: BakedAsset, *, version: str, hdr_uri: str | None = None
+               ) -> tuple[dict, bytes]:
+    """The glTF JSON document (as a dict) and its binary chunk, without touching the disk.
+
+    `hdr_uri` is the environment map's file name relative to the GLB (write_glb passes it); the
+    light's SH coefficients are recorded either way."""
     gltf = gl.GLTF2(asset=gl.Asset(version="2.0", generator=f"nrconvert {version}"))
-    blob = _Blob(gltf)
-    _add_mesh(gltf, blob, asset)
-    _add_material(gltf, blob, asset.captured)
+    blob = Blob(gltf)
     name = str(asset.metadata.get("name") or ASSET_NODE)
-    gltf.nodes.append(gl.Node(name=name, mesh=0))
-    roots = [0]
+    n = len(asset.lods)
+    meshes, any_variant = [], False
+    for k, lod in enumerate(asset.lods):
+        suffix = lod_suffix(n, k)
+        default, captured = add_lod_materials(gltf, blob, lod.maps, suffix)
+        any_variant |= captured is not None
+        ext = variant_mapping(captured) if captured is not None else None
+        meshes.append(add_lod_mesh(gltf, blob, lod.mesh, asset.up_axis, name + suffix, default,
+                                   _tangents(lod), ext))
+    roots = [add_lod_nodes(gltf, [name + lod_suffix(n, k) for k in range(n)], meshes,
+                           [lod.screen_coverage for lod in asset.lods])]
+    cameras = None
     if asset.cameras:
-        roots.append(_add_cameras(gltf, asset.cameras, asset.up_axis))
+        cameras = _add_cameras(gltf, asset.cameras, asset.up_axis)
+        roots.append(cameras)
     gltf.scenes.append(gl.Scene(name=name, nodes=roots))
     gltf.scene = 0
-    gltf.extensionsUsed = [UNLIT]
+    used = [UNLIT]
+    if any_variant:
+        used.append(VARIANTS)
+        gltf.extensions = variants_root()
+    if n > 1:
+        used.append(MSFT_LOD)
+    gltf.extensionsUsed = used
     data = blob.data()
     gltf.buffers.append(gl.Buffer(byteLength=len(data)))
     doc = json.loads(gltf.gltf_to_json())
-    doc["asset"]["extras"] = {"nrconvert": _nrconvert_extras(asset, version)}
+    doc["asset"]["extras"] = {"nrconvert": _nrconvert_extras(asset, version, hdr_uri)}
     for i, frame in enumerate(asset.cameras):
-        doc["nodes"][2 + i]["extras"] = _camera_extras(frame, i)
+        doc["nodes"][cameras + 1 + i]["extras"] = _camera_extras(frame, i)
     return doc, data
+
+
+def _tangents(lod: Lod) -> np.ndarray | None:
+    """Capture-frame tangents to export: the baker's when given, else computed for a normal map
+    (a tangent-space normal map is meaningless without its frame; compute_tangents is the very
+    frame the baker uses), else none."""
+    if lod.mesh.tangents is not None:
+        return np.asarray(lod.mesh.tangents)
+    return compute_tangents(lod.mesh) if lod.maps.normal is not None else None
+
+
+def _check_image(img: Any, what: str) -> None:
+    a = np.asarray(img)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) == 0:
+        raise ValueError(f"{what} must be a (H, W, 3) uint8 image, got {a.dtype} {a.shape}")
+
+
+def _check_array(a: Any, shape: tuple, what: str) -> None:
+    arr = np.asarray(a)
+    if arr.shape != shape or not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+        raise ValueError(f"{what} must be a finite {shape} array (one row per vertex), "
+                         f"got {arr.dtype} {arr.shape}")
+
+
+def _check_lod(lod: Lod, k: int) -> None:
+    m, at = lod.mesh, f"lods[{k}]"
+    v, f = np.asarray(m.vertices), np.asarray(m.faces)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0 or not np.isfinite(v).all():
+        raise ValueError(f"{at}.mesh.vertices must be a finite, non-empty (V, 3) array, "
+                         f"got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise ValueError(f"{at}.mesh.faces must be a non-empty (F, 3) array, got {f.shape}")
+    if f.min() < 0 or f.max() >= len(v):
+        raise ValueError(f"{at}.mesh.faces index outside [0, {len(v)})")
+    if m.uvs is None:
+        raise ValueError(f"{at}.mesh.uvs are missing: each vertex needs one UV (unwrap first)")
+    _check_array(m.uvs, (len(v), 2), f"{at}.mesh.uvs")
+    if m.normals is not None:
+        _check_array(m.normals, (len(v), 3), f"{at}.mesh.normals")
+    if m.tangents is not None:
+        _check_array(m.tangents, (len(v), 4), f"{at}.mesh.tangents")
+    _check_image(lod.maps.captured, f"{at}.maps.captured")
+    for key in ("base_color", "orm", "normal"):
+        if getattr(lod.maps, key) is not None:
+            _check_image(getattr(lod.maps, key), f"{at}.maps.{key}")
+
+
+def _check_light(light: EnvLight) -> None:
+    eq = np.asarray(light.equirect)
+    if eq.ndim != 3 or eq.shape[2] != 3 or eq.shape[0] == 0 or eq.shape[1] != 2 * eq.shape[0]:
+        raise ValueError(f"light.equirect must be an (H, 2H, 3) image, got {eq.shape}")
+    if not np.issubdtype(eq.dtype, np.floating) or not np.isfinite(eq).all():
+        raise ValueError(f"light.equirect must be finite floats, got {eq.dtype}")
+    _check_array(light.sh9, (9, 3), "light.sh9")
 
 
 def _check_asset(asset: BakedAsset) -> None:
     """Refuse inputs that would produce an invalid GLB, with a message saying which array is bad."""
-    m = asset.mesh
-    v, f = np.asarray(m.vertices), np.asarray(m.faces)
-    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0 or not np.isfinite(v).all():
-        raise ValueError(f"mesh.vertices must be a finite, non-empty (V, 3) array, got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
-        raise ValueError(f"mesh.faces must be a non-empty (F, 3) array, got {f.shape}")
-    if f.min() < 0 or f.max() >= len(v):
-        raise ValueError(f"mesh.faces index outside [0, {len(v)})")
-    if m.uvs is None or np.shape(m.uvs) != (len(v), 2) or not np.isfinite(m.uvs).all():
-        raise ValueError("mesh.uvs must be a finite (V, 2) array (one UV per vertex)")
-    c = np.asarray(asset.captured)
-    if c.dtype != np.uint8 or c.ndim != 3 or c.shape[2] != 3 or min(c.shape[:2]) == 0:
-        raise ValueError(f"the captured texture must be a (H, W, 3) uint8 image, got {c.dtype} {c.shape}")
-
-
-def _unit_normals(asset: BakedAsset) -> np.ndarray:
-    """glTF-frame unit normals; recomputed when missing, zero ones replaced by +Y (validator
-    rejects non-unit NORMAL)."""
-    m = asset.mesh
-    n = m.normals if m.normals is not None else vertex_normals(m.vertices, m.faces)
-    n = points_to_gltf(n, asset.up_axis).astype(np.float64)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.where(length > 1e-12, n / np.maximum(length, 1e-12), [0.0, 1.0, 0.0])
-    return n.astype(np.float32)
-
-
-def _add_mesh(gltf: gl.GLTF2, blob: _Blob, asset: BakedAsset) -> None:
-    m = asset.mesh
-    pos = points_to_gltf(m.vertices, asset.up_axis)
-    uv = np.asarray(m.uvs, dtype=np.float32)
-    small = len(pos) < 65536  # 65535 itself is the primitive-restart value, never an index
-    idx = np.asarray(m.faces).reshape(-1).astype(np.uint16 if small else np.uint32)
-    attrs = gl.Attributes(
-        POSITION=blob.accessor(pos, gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER, with_bounds=True),
-        NORMAL=blob.accessor(_unit_normals(asset), gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER),
-        TEXCOORD_0=blob.accessor(uv, gl.FLOAT, gl.VEC2, gl.ARRAY_BUFFER))
-    indices = blob.accessor(idx, gl.UNSIGNED_SHORT if small else gl.UNSIGNED_INT, gl.SCALAR,
-                            gl.ELEMENT_ARRAY_BUFFER)
-    prim = gl.Primitive(attributes=attrs, indices=indices, material=0, mode=gl.TRIANGLES)
-    gltf.meshes.append(gl.Mesh(name=ASSET_NODE, primitives=[prim]))
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an (H, W, 3) uint8 sRGB image."""
-    out = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(out, format="PNG")
-    return out.getvalue()
-
-
-def _add_material(gltf: gl.GLTF2, blob: _Blob, base_color: np.ndarray) -> None:
-    """Unlit material over the photo-lit texture (this slice ships the captured look); the PBR
-    block keeps viewers without the unlit extension close to it (no metal, fully rough)."""
-    view = blob.view(encode_png(base_color))
-    gltf.images.append(gl.Image(name="base_color", bufferView=view, mimeType=gl.IMAGEPNG))
-    gltf.samplers.append(gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR_MIPMAP_LINEAR,
-                                    wrapS=gl.CLAMP_TO_EDGE, wrapT=gl.CLAMP_TO_EDGE))
-    gltf.textures.append(gl.Texture(sampler=0, source=0, name="base_color"))
-    pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=0, texCoord=0),
-                                  metallicFactor=0.0, roughnessFactor=1.0)
-    gltf.materials.append(gl.Material(name="captured", pbrMetallicRoughness=pbr,
-                                      extensions={UNLIT: {}}))
+    if not asset.lods:
+        raise ValueError("asset.lods is empty: the exporter needs at least LOD0")
+    for k, lod in enumerate(asset.lods):
+        _check_lod(lod, k)
+    if len(asset.lods) > 1:
+        check_coverage([lod.screen_coverage for lod in asset.lods])
+    if asset.light is not None:
+        _check_light(asset.light)
 
 
 def _camera_name(frame: Frame, i: int) -> str:
@@ -181,7 +190,7 @@ def _camera_name(frame: Frame, i: int) -> str:
 def _add_cameras(gltf: gl.GLTF2, frames: list[Frame], up_axis: str) -> int:
     """A `capture_cameras` node with one perspective camera child per frame; returns its index.
 
-    Children are nodes 2.. in frame order (build_gltf relies on it for their extras)."""
+    Its children follow it, in frame order (build_gltf relies on it for their extras)."""
     first = len(gltf.nodes) + 1
     parent = gl.Node(name=CAMERAS_NODE, children=list(range(first, first + len(frames))))
     gltf.nodes.append(parent)
@@ -204,7 +213,17 @@ def _camera_extras(frame: Frame, i: int) -> dict:
         "width": frame.width, "height": frame.height})}
 
 
-def _nrconvert_extras(asset: BakedAsset, version: str) -> dict:
+def _environment(light: EnvLight, hdr_uri: str | None) -> dict:
+    """asset.extras.nrconvert.environment (layout documented in docs/format.md)."""
+    h, w = np.asarray(light.equirect).shape[:2]
+    env = {"uri": hdr_uri, "projection": "equirectangular", "width": int(w), "height": int(h),
+           "frame": "capture", "sh9": np.asarray(light.sh9, dtype=np.float64).tolist()}
+    if hdr_uri is None:
+        del env["uri"]
+    return env
+
+
+def _nrconvert_extras(asset: BakedAsset, version: str, hdr_uri: str | None = None) -> dict:
     """asset.extras.nrconvert: the asset's metadata plus the keys the exporter owns."""
     extras = jsonable(dict(asset.metadata))
     extras.update({
@@ -212,6 +231,8 @@ def _nrconvert_extras(asset: BakedAsset, version: str) -> dict:
         "capture_to_asset": capture_to_gltf_matrix(asset.up_axis).tolist(),
         "up_axis": asset.up_axis,
     })
+    if asset.light is not None:
+        extras["environment"] = _environment(asset.light, hdr_uri)
     return extras
 
 
@@ -233,57 +254,3 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     raise TypeError(f"metadata value {value!r} ({type(value).__name__}) is not JSON-serialisable")
-
-
-def pack_glb(doc: dict, blob: bytes) -> bytes:
-    """GLB container: 12-byte header, JSON chunk (space-padded), BIN chunk (zero-padded)."""
-    text = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    text += b" " * (-len(text) % 4)
-    blob = blob + b"\0" * (-len(blob) % 4)
-    total = 12 + 8 + len(text) + (8 + len(blob) if blob else 0)
-    parts = [b"glTF", struct.pack("<II", 2, total), struct.pack("<I", len(text)), b"JSON", text]
-    if blob:
-        parts += [struct.pack("<I", len(blob)), b"BIN\0", blob]
-    return b"".join(parts)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename: readers see the old file or the whole
-    new one, never a torn write. Every OS failure becomes an OutputError naming `path`."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError("output folder does not exist", path=str(path),
-                          hint=f"create {folder} first or choose another output path")
-    if path.is_dir():
-        raise OutputError("output path is a folder", path=str(path), hint="give a .glb file name")
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise _output_error(path, exc) from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _output_error(path: Path, exc: OSError) -> OutputError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputError("disk full while writing the GLB", path=str(path),
-                           hint="free space or write to another disk")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError("output folder is not writable", path=str(path),
-                           hint="check the folder's permissions or choose another output path")
-    return OutputError(f"cannot write the GLB: {exc.strerror or exc}", path=str(path))

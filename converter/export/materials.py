@@ -1,0 +1,102 @@
+"""Images, textures and materials of one LOD, and the `captured` material variant.
+
+Each LOD gets a relightable default material (glTF metallic-roughness PBR from the baked albedo,
+ORM and normal maps) so any viewer can light the asset, and an unlit material over the photo-lit
+`captured` texture, reachable through `KHR_materials_variants` as the variant `captured`: that is
+the look of the photos themselves, which relighting cannot reproduce exactly. An LOD baked without
+PBR maps (older code paths) keeps the unlit captured material as its default and needs no variant.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pygltflib as gl
+from PIL import Image
+
+from ..bake.asset import MaterialMaps
+from .container import Blob
+
+UNLIT = "KHR_materials_unlit"
+VARIANTS = "KHR_materials_variants"
+CAPTURED_VARIANT = "captured"
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 image (colour space is the material slot's business)."""
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def has_pbr(maps: MaterialMaps) -> bool:
+    """True when any relightable map was baked, i.e. the LOD gets a PBR default material."""
+    return any(m is not None for m in (maps.base_color, maps.orm, maps.normal))
+
+
+def _sampler(gltf: gl.GLTF2) -> int:
+    """The one sampler every texture shares (trilinear, clamped: atlas charts must not wrap)."""
+    if not gltf.samplers:
+        gltf.samplers.append(gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR_MIPMAP_LINEAR,
+                                        wrapS=gl.CLAMP_TO_EDGE, wrapT=gl.CLAMP_TO_EDGE))
+    return 0
+
+
+def add_texture(gltf: gl.GLTF2, blob: Blob, rgb: np.ndarray, name: str) -> int:
+    """Embed `rgb` as a PNG image and return the index of a texture reading it."""
+    view = blob.view(encode_png(rgb))
+    gltf.images.append(gl.Image(name=name, bufferView=view, mimeType=gl.IMAGEPNG))
+    gltf.textures.append(gl.Texture(sampler=_sampler(gltf), source=len(gltf.images) - 1, name=name))
+    return len(gltf.textures) - 1
+
+
+def add_captured_material(gltf: gl.GLTF2, blob: Blob, captured: np.ndarray, suffix: str) -> int:
+    """Unlit material over the photo-lit texture; the PBR block keeps viewers without the unlit
+    extension close to it (no metal, fully rough)."""
+    tex = add_texture(gltf, blob, captured, f"captured{suffix}")
+    pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=tex, texCoord=0),
+                                  metallicFactor=0.0, roughnessFactor=1.0)
+    gltf.materials.append(gl.Material(name=f"captured{suffix}", pbrMetallicRoughness=pbr,
+                                      extensions={UNLIT: {}}))
+    return len(gltf.materials) - 1
+
+
+def add_pbr_material(gltf: gl.GLTF2, blob: Blob, maps: MaterialMaps, suffix: str) -> int:
+    """Metallic-roughness material from the baked maps. The ORM image is one texture read twice:
+    by `metallicRoughnessTexture` (G roughness, B metallic) and by `occlusionTexture` (R), the
+    packing glTF was designed for. Missing maps fall back to factors: white albedo, no metal,
+    fully rough, no occlusion, flat normals."""
+    pbr = gl.PbrMetallicRoughness(metallicFactor=0.0, roughnessFactor=1.0)
+    mat = gl.Material(name=f"pbr{suffix}", pbrMetallicRoughness=pbr)
+    if maps.base_color is not None:
+        tex = add_texture(gltf, blob, maps.base_color, f"base_color{suffix}")
+        pbr.baseColorTexture = gl.TextureInfo(index=tex, texCoord=0)
+    if maps.orm is not None:
+        tex = add_texture(gltf, blob, maps.orm, f"orm{suffix}")
+        pbr.metallicRoughnessTexture = gl.TextureInfo(index=tex, texCoord=0)
+        pbr.metallicFactor = 1.0  # the texture's B and G are the values, not a scale of 0 and 1
+        mat.occlusionTexture = gl.OcclusionTextureInfo(index=tex, texCoord=0, strength=1.0)
+    if maps.normal is not None:
+        tex = add_texture(gltf, blob, maps.normal, f"normal{suffix}")
+        mat.normalTexture = gl.NormalMaterialTexture(index=tex, texCoord=0, scale=1.0)
+    gltf.materials.append(mat)
+    return len(gltf.materials) - 1
+
+
+def add_lod_materials(gltf: gl.GLTF2, blob: Blob, maps: MaterialMaps, suffix: str
+                      ) -> tuple[int, int | None]:
+    """(default material, captured-variant material or None) for one LOD's primitive."""
+    if not has_pbr(maps):
+        return add_captured_material(gltf, blob, maps.captured, suffix), None
+    default = add_pbr_material(gltf, blob, maps, suffix)
+    return default, add_captured_material(gltf, blob, maps.captured, suffix)
+
+
+def variant_mapping(material: int) -> dict:
+    """Primitive-level KHR_materials_variants: variant 0 (`captured`) shows `material`."""
+    return {VARIANTS: {"mappings": [{"material": material, "variants": [0]}]}}
+
+
+def variants_root() -> dict:
+    """Document-level KHR_materials_variants listing the one variant."""
+    return {VARIANTS: {"variants": [{"name": CAPTURED_VARIANT}]}}
