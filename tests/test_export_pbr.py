@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pygltflib
 import pytest
-from PIL import Image
-
 from nrconvert.bake.asset import BakedAsset, EnvLight, Lod, MaterialMaps
 from nrconvert.bake.tangents import compute_tangents
 from nrconvert.bake.uv import unwrap
@@ -24,6 +22,7 @@ from nrconvert.export.frames import points_to_gltf
 from nrconvert.export.glb import write_glb
 from nrconvert.export.hdr import decode_rgbe, encode_rgbe, read_hdr, write_hdr
 from nrconvert.mesh import Mesh
+from PIL import Image
 
 VERSION = "0.1.0-test-pbr"
 NAME = "pbr_object"

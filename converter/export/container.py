@@ -42,7 +42,7 @@ class Blob:
                  with_bounds: bool = False) -> int:
         view = self.view(np.ascontiguousarray(array).tobytes(), target)
         acc = gl.Accessor(bufferView=view, byteOffset=0, componentType=component,
-                          count=int(len(array)), type=kind)
+                          count=len(array), type=kind)
         if with_bounds:  # POSITION needs min/max; the validator checks them against the data
             acc.min = [float(v) for v in array.min(axis=0)]
             acc.max = [float(v) for v in array.max(axis=0)]

@@ -28,8 +28,15 @@ from .container import Blob, atomic_write, pack_glb
 from .frames import capture_to_gltf_matrix, pose_to_gltf, pose_to_trs
 from .hdr import hdr_bytes
 from .lod import MSFT_LOD, add_lod_mesh, add_lod_nodes, check_coverage, lod_suffix
-from .materials import (UNLIT, VARIANTS, add_lod_materials, encode_png, has_pbr,
-                        variant_mapping, variants_root)
+from .materials import (
+    UNLIT,
+    VARIANTS,
+    add_lod_materials,
+    encode_png,
+    has_pbr,
+    variant_mapping,
+    variants_root,
+)
 
 __all__ = ["ASSET_NODE", "CAMERAS_NODE", "build_gltf", "encode_png", "jsonable", "pack_glb",
            "write_glb"]
@@ -67,9 +74,9 @@ def write_glb(asset: BakedAsset, path: Path, *, version: str) -> dict:
         raise
     h, w = asset.captured.shape[:2]
     return {"path": str(path), "triangles": asset.mesh.n_triangles,
-            "vertices": int(len(asset.mesh.vertices)), "texture_size": [int(w), int(h)],
+            "vertices": len(asset.mesh.vertices), "texture_size": [int(w), int(h)],
             "cameras": len(asset.cameras), "bytes": len(data),
-            "lods": [{"triangles": lod.mesh.n_triangles, "vertices": int(len(lod.mesh.vertices)),
+            "lods": [{"triangles": lod.mesh.n_triangles, "vertices": len(lod.mesh.vertices),
                       "texture_size": list(lod.maps.size), "pbr": has_pbr(lod.maps)}
                      for lod in asset.lods],
             "environment": str(hdr_path) if hdr_path is not None else None}
