@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# Set up everything the tests need (bpy, the Khronos glTF-Validator), then run every test.
+# Set up everything the tests need (bpy, the Khronos glTF-Validator, three.js + headless Chromium
+# for the web reader test), then run every test.
 set -euo pipefail
 NRCONVERT_EXTRAS="[test,blender]"
 . "$(dirname "$0")/setup_env.sh"
 echo "==> installing the Khronos glTF-Validator (npm)"
 (cd "$ROOT/tools/validator" && npm ci --no-audit --no-fund --silent)
+# The three.js reader test (tests/test_threejs.py): three.js from npm, headless Debian Chromium
+# driven by playwright's Python wheel (pointed at /usr/bin/chromium; never `playwright install`).
+echo "==> installing three.js (npm) and playwright (pip) for the web reader test"
+(cd "$ROOT/tools/web" && npm ci --no-audit --no-fund --silent)
+python -m pip install -q "playwright==1.65.2"
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing Chromium (Debian package)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo -n apt-get update -qq
+    sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "    cannot install Chromium without root: tests/test_threejs.py will skip"
+  fi
+fi
 cd "$ROOT"
 # bpy and torch must not share a process: the converter tests and the Blender tests run apart.
 echo "==> converter tests"

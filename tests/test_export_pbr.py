@@ -75,12 +75,13 @@ def _maps(size: int, k: int, normal: bool) -> MaterialMaps:
                         orm=orm.astype(np.uint8), normal=nmap)
 
 
-def sky(height: int = 16) -> np.ndarray:
-    """(H, 2H, 3) linear radiance: a sky gradient with a sun ~4 decades above the darkest pixel."""
+def sky(height: int = 64) -> np.ndarray:
+    """(H, 2H, 3) linear radiance: a sky gradient with a sun ~4 decades above the darkest pixel.
+    64 rows, like the baker's maps (three.js's PMREM needs a map at least 64 pixels wide)."""
     y, x = np.mgrid[0:height, 0:2 * height].astype(np.float64)
     img = np.stack([0.02 + 0.5 * (1 - y / height), 0.03 + 0.6 * (1 - y / height),
                     0.05 + 0.9 * (1 - y / height)], -1) * (1.0 + 0.2 * np.sin(x / 3.0))[..., None]
-    img[3:5, 7:9] = [180.0, 160.0, 120.0]
+    img[10:13, 30:34] = [180.0, 160.0, 120.0]
     img[-1, :] = 0.0  # black row: RGBE's zero code
     return img.astype(np.float32)
 
@@ -96,8 +97,8 @@ def make_pbr_asset(with_light: bool = True) -> BakedAsset:
             mesh.tangents = compute_tangents(mesh)
         lods.append(Lod(mesh, maps, screen_coverage=COVERAGE[k]))
     c2w = np.eye(4)
-    c2w[:3, 3] = CENTER + [0.0, -3.0, 0.0]
-    c2w[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]  # looks along +Y at the object, Z up
+    c2w[:3, 3] = CENTER + [0.0, -2.2, 0.0]
+    c2w[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # OpenGL camera looking along +Y, Z up
     frame = Frame(Path("photos/r_000.png"), c2w, fx=100.0, fy=100.0, cx=64.0, cy=48.0,
                   width=128, height=96)
     sh9 = np.linspace(-0.5, 2.0, 27).reshape(9, 3)
@@ -259,8 +260,8 @@ def test_tangents_in_gltf_frame(written):
 def test_environment_hdr_round_trip(written):
     asset, path, _, gltf = written
     env = gltf.asset.extras["nrconvert"]["environment"]
-    assert env == {"uri": "relit.hdr", "projection": "equirectangular", "width": 32,
-                   "height": 16, "frame": "capture", "sh9": asset.light.sh9.tolist()}
+    assert env == {"uri": "relit.hdr", "projection": "equirectangular", "width": 128,
+                   "height": 64, "frame": "capture", "sh9": asset.light.sh9.tolist()}
     back = read_hdr(path.parent / env["uri"])
     src = asset.light.equirect
     assert back.shape == src.shape and back.dtype == np.float32

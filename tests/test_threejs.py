@@ -1,0 +1,163 @@
+"""The relightable GLB in a real web reader: three.js's GLTFLoader in headless Chromium.
+
+The page (tools/web/check.html + check.js) and three.js (tools/web/node_modules, `npm ci` there)
+are served with the GLB and its .hdr from a localhost HTTP server; Chromium renders through
+SwiftShader (software WebGL), so no GPU is needed. The page renders the default PBR materials lit
+by our .hdr, then the `captured` variant, and reports what it saw. Skips, saying why, when
+Chromium, playwright or three.js are missing; scripts/test.sh installs all three.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nrconvert.export.glb import write_glb
+
+REPO = Path(__file__).resolve().parents[1]
+WEB = REPO / "tools" / "web"
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+TIMEOUT_MS = 180_000  # SwiftShader compiles the PBR shaders on the CPU: slow on 2 cores
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def _chromium() -> str:
+    for path in CHROMIUM:
+        if Path(path).is_file():
+            return path
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("Chromium is not installed (scripts/test.sh installs Debian's `chromium`)")
+    return found
+
+
+def _samples():
+    spec = importlib.util.spec_from_file_location("_nrconvert_pbr_samples_web",
+                                                  REPO / "tests" / "test_export_pbr.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves tools/web at / and the test's asset folder at /asset/, quietly."""
+
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
+                      ".glb": "model/gltf-binary", ".hdr": "application/octet-stream"}
+
+    def __init__(self, *args, asset_dir: Path, **kwargs):
+        self.asset_dir = asset_dir
+        super().__init__(*args, directory=str(WEB), **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        clean = path.split("?", 1)[0].split("#", 1)[0]
+        if clean.startswith("/asset/"):
+            return str(self.asset_dir / Path(clean[len("/asset/"):]).name)
+        return super().translate_path(path)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    asset_dir = tmp_path_factory.mktemp("web_asset")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0),
+                                functools.partial(_Handler, asset_dir=asset_dir))
+    httpd.timeout = 10
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", asset_dir
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def rendered(server, tmp_path_factory):
+    """The page's report on our PBR asset, plus every console error and page error."""
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="needs playwright (pip install playwright)")
+    if not (WEB / "node_modules" / "three" / "build" / "three.module.js").is_file():
+        pytest.skip("three.js is not installed: cd tools/web && npm ci")
+    url, asset_dir = server
+    samples = _samples()
+    asset = samples.make_pbr_asset()
+    write_glb(asset, asset_dir / "relit.glb", version="0.1.0-web-test")
+    problems: list[str] = []
+    profile = tmp_path_factory.mktemp("chromium_profile")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=executable, headless=True, args=CHROMIUM_ARGS,
+            timeout=TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.goto(f"{url}/check.html?glb=/asset/relit.glb", timeout=TIMEOUT_MS)
+            page.wait_for_function("window.__result !== undefined", timeout=TIMEOUT_MS)
+            result = page.evaluate("window.__result")
+        finally:
+            context.close()
+    return asset, samples, result, problems
+
+
+def test_page_loads_without_errors(rendered):
+    _, _, result, problems = rendered
+    assert "error" not in result, result.get("error")
+    assert problems == []
+    assert "WebGL 2" in result["renderer"]
+
+
+def test_scene_shows_lod0_only_and_lods_load_by_id(rendered):
+    asset, samples, result, _ = rendered
+    assert result["meshes"] == [f"{samples.NAME}_LOD0"]  # lower LODs are not scene roots
+    assert [lod["name"] for lod in result["lods"]] == [f"{samples.NAME}_LOD{k}" for k in range(3)]
+    assert [lod["triangles"] for lod in result["lods"]] == [lod.mesh.n_triangles
+                                                           for lod in asset.lods]
+    assert result["cameras"] == ["000_r_000"]
+
+
+def test_pbr_materials_in_threejs(rendered):
+    asset, _, result, _ = rendered
+    for k, lod in enumerate(result["lods"]):
+        mat, size = lod["material"], asset.lods[k].maps.size
+        assert mat["type"] == "MeshStandardMaterial"
+        assert mat["map"]["colorSpace"] == "srgb"
+        assert (mat["map"]["width"], mat["map"]["height"]) == size
+        assert mat["ormShared"] and mat["aoMap"]["colorSpace"] != "srgb"
+        if asset.lods[k].maps.normal is not None:
+            assert mat["normalMap"] is not None and "tangent" in lod["attributes"]
+        else:
+            assert mat["normalMap"] is None and "tangent" not in lod["attributes"]
+    assert result["environment"]  # the .hdr named in the metadata loaded as scene.environment
+
+
+def test_rendered_frames_are_not_blank(rendered):
+    asset, _, result, _ = rendered
+    lit, unlit = result["lit"], result["unlit"]
+    assert 0.1 < lit["covered"] < 0.95, lit  # the capture camera frames the object
+    assert max(lit["std"]) > 3 and max(lit["mean"]) > 20, lit  # shaded, textured, not black
+    assert result["variants"] == ["captured"]
+    assert result["variantMaterial"]["type"] == "MeshBasicMaterial"  # unlit
+    assert unlit["covered"] == pytest.approx(lit["covered"], abs=0.02)
+    # the captured texture's blue channel is a constant 60 on LOD0: unlit, it shows as is
+    assert abs(unlit["medianBlue"] - int(asset.lods[0].maps.captured[0, 0, 2])) <= 3, unlit
+    assert np.abs(np.subtract(lit["mean"], unlit["mean"])).max() > 5  # the variant switched
