@@ -14,10 +14,11 @@ import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
-
+from nrconvert.export.frames import points_to_gltf
 from nrconvert.export.glb import write_glb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def _samples():
 class _Handler(SimpleHTTPRequestHandler):
     """Serves tools/web at / and the test's asset folder at /asset/, quietly."""
 
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
                       ".glb": "model/gltf-binary", ".hdr": "application/octet-stream"}
 
     def __init__(self, *args, asset_dir: Path, **kwargs):
@@ -66,7 +67,7 @@ class _Handler(SimpleHTTPRequestHandler):
             return str(self.asset_dir / Path(clean[len("/asset/"):]).name)
         return super().translate_path(path)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:
         pass
 
 
@@ -114,9 +115,26 @@ def rendered(server, tmp_path_factory):
             page.goto(f"{url}/check.html?glb=/asset/relit.glb", timeout=TIMEOUT_MS)
             page.wait_for_function("window.__result !== undefined", timeout=TIMEOUT_MS)
             result = page.evaluate("window.__result")
+            if "error" not in result:
+                result["probes"] = {name: page.evaluate("probeEnvironment", d)
+                                    for name, d in _probe_directions(asset.light.equirect).items()}
         finally:
             context.close()
     return asset, samples, result, problems
+
+
+def _probe_directions(equirect: np.ndarray) -> dict[str, list[float]]:
+    """glTF-frame directions towards the map's brightest pixel ("sun") and towards the opposite
+    azimuth at the same elevation, from the layout documented on bake.asset.EnvLight."""
+    h, w = equirect.shape[:2]
+    y, x = np.unravel_index(np.argmax(equirect[..., 0]), (h, w))
+    theta = np.pi * (0.5 - (y + 0.5) / h)
+    out = {}
+    for name, phi in (("sun", 2 * np.pi * (0.5 - (x + 0.5) / w)),
+                      ("opposite", 2 * np.pi * (0.5 - (x + 0.5) / w) + np.pi)):
+        d = np.array([[np.cos(theta) * np.cos(phi), np.cos(theta) * np.sin(phi), np.sin(theta)]])
+        out[name] = points_to_gltf(d, "z")[0].tolist()
+    return out
 
 
 def test_page_loads_without_errors(rendered):
@@ -161,3 +179,11 @@ def test_rendered_frames_are_not_blank(rendered):
     # the captured texture's blue channel is a constant 60 on LOD0: unlit, it shows as is
     assert abs(unlit["medianBlue"] - int(asset.lods[0].maps.captured[0, 0, 2])) <= 3, unlit
     assert np.abs(np.subtract(lit["mean"], unlit["mean"])).max() > 5  # the variant switched
+
+
+def test_environment_layout_matches_threejs(rendered):
+    """docs/format.md: for a Z-up capture the .hdr, used as-is as three.js's equirectangular
+    environment of the glTF scene, puts the light where the capture saw it."""
+    _, _, result, _ = rendered
+    assert result["probes"]["sun"][0] >= 250, result["probes"]  # the 180-radiance sun, clipped
+    assert result["probes"]["opposite"][0] < 235, result["probes"]  # plain sky

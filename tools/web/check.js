@@ -95,6 +95,19 @@ async function main() {
     variantMaterial = describeMaterial(material);
     unlit = pixels(renderer, scene, camera);
   }
+  // Environment layout probe for the test: the red byte at the centre of a narrow view of the
+  // environment (as background) looking along a glTF-frame direction.
+  window.probeEnvironment = (dir) => {
+    const probe = new THREE.Scene();
+    probe.background = scene.environment;
+    const look = new THREE.PerspectiveCamera(5, canvas.width / canvas.height, 0.1, 10);
+    look.lookAt(new THREE.Vector3(...dir));
+    renderer.render(probe, look);
+    const gl = renderer.getContext();
+    const px = new Uint8Array(4);
+    gl.readPixels(canvas.width >> 1, canvas.height >> 1, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    return Array.from(px.slice(0, 3));
+  };
   return {
     meshes: meshes.map((m) => m.name), lods, lit, unlit, variantMaterial,
     variants: variants.map((v) => v.name), environment: Boolean(scene.environment),
