@@ -2,6 +2,7 @@
 
 Every object fits inside [-1, 1]^3 around the origin and carries a texture with several distinct
 saturated colours, so reconstructions have something to lock onto and colour errors show.
+`materials` adds untextured glossy and metal parts: the surfaces relightable materials must handle.
 """
 from __future__ import annotations
 
@@ -192,6 +193,79 @@ def make_box(name: str = "box") -> bpy.types.Object:
     return obj
 
 
+def _solid_material(name: str, color: tuple[float, ...], roughness: float, metallic: float,
+                    specular: float = 0.5) -> bpy.types.Material:
+    mat, bsdf = _principled(name)
+    bsdf.inputs["Base Color"].default_value = color
+    bsdf.inputs["Roughness"].default_value = roughness
+    bsdf.inputs["Metallic"].default_value = metallic
+    bsdf.inputs["Specular IOR Level"].default_value = specular
+    return mat
+
+
+def _torus(bm: bmesh.types.BMesh, major: float, minor: float, n_u: int = 64, n_v: int = 24) -> list:
+    """Quads of a torus around Z added to `bm`; returns its faces (bmesh has no torus operator)."""
+    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, n_u, endpoint=False),
+                       np.linspace(0, 2 * np.pi, n_v, endpoint=False), indexing="ij")
+    r = major + minor * np.cos(v)
+    pts = np.stack([r * np.cos(u), r * np.sin(u), minor * np.sin(v)], axis=-1).reshape(-1, 3)
+    verts = [bm.verts.new(p) for p in pts.tolist()]
+    faces = []
+    for i in range(n_u):
+        for j in range(n_v):
+            i1, j1 = (i + 1) % n_u, (j + 1) % n_v
+            faces.append(bm.faces.new([verts[i * n_v + j], verts[i1 * n_v + j],
+                                       verts[i1 * n_v + j1], verts[i * n_v + j1]]))
+    return faces
+
+
+def _place(bm: bmesh.types.BMesh, faces: list, matrix: Matrix, material: int, smooth: bool) -> None:
+    """Move one part's vertices by `matrix` and give its faces a material slot and shading."""
+    verts = list({v for f in faces for v in f.verts})
+    bmesh.ops.transform(bm, matrix=matrix, verts=verts)
+    for f in faces:
+        f.material_index, f.smooth = material, smooth
+
+
+def _new_faces(bm: bmesh.types.BMesh, before: int) -> list:
+    bm.faces.ensure_lookup_table()
+    return [bm.faces[i] for i in range(before, len(bm.faces))]
+
+
+def make_materials(name: str = "materials") -> bpy.types.Object:
+    """Three parts in one mesh, one per kind of surface a relightable material must get right.
+
+    A rough textured dielectric sphere (cell colours), a glossy blue dielectric bevelled cube and
+    a gold metal torus stand in a triangle around Z, so every camera sees at least two of them.
+    One object keeps the ground-truth mesh and the fit the same as for the single-part objects.
+    """
+    bm = bmesh.new()
+    bmesh.ops.create_uvsphere(bm, u_segments=48, v_segments=24, radius=0.42)
+    sphere = _new_faces(bm, 0)
+    n = len(bm.faces)
+    cube = bmesh.ops.create_cube(bm, size=0.62)
+    bmesh.ops.bevel(bm, geom=list({e for v in cube["verts"] for e in v.link_edges}), offset=0.08,
+                    segments=3, affect="EDGES", profile=0.5)
+    cube_faces = _new_faces(bm, n)
+    torus = _torus(bm, major=0.3, minor=0.12)
+    at = [(0.5 * math.cos(math.radians(a)), 0.5 * math.sin(math.radians(a))) for a in (90.0, 210.0, 330.0)]
+    def turn(x: float, z: float) -> Matrix:
+        return Euler((math.radians(x), 0.0, math.radians(z))).to_matrix().to_4x4()
+
+    _place(bm, sphere, Matrix.Translation((*at[0], 0.0)), 0, True)
+    _place(bm, cube_faces, Matrix.Translation((*at[1], -0.1)) @ turn(0.0, 30.0), 1, True)
+    _place(bm, torus, Matrix.Translation((*at[2], 0.05)) @ turn(60.0, -30.0), 2, True)
+    mesh = bpy.data.meshes.new(name)
+    bm.to_mesh(mesh)
+    bm.free()
+    obj = _link_mesh(name, mesh)
+    obj.data.materials.append(cell_material(f"{name}_rough", roughness=0.8, specular=0.3, scale=5.0))
+    obj.data.materials.append(_solid_material(f"{name}_glossy", (0.03, 0.18, 0.75, 1.0), 0.08, 0.0))
+    obj.data.materials.append(_solid_material(f"{name}_metal", (1.0, 0.71, 0.29, 1.0), 0.22, 1.0))
+    _fit(obj)
+    return obj
+
+
 def make_object(name: str) -> bpy.types.Object:
     """Build the named procedural object in the current scene."""
     if name == "suzanne":
@@ -202,6 +276,8 @@ def make_object(name: str) -> bpy.types.Object:
         return make_torus_knot()
     if name == "box":
         return make_box()
+    if name == "materials":
+        return make_materials()
     raise ValueError(f"unknown synth object {name!r}")
 
 

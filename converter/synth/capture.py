@@ -18,7 +18,7 @@ from nrconvert.errors import OutputError
 from nrconvert.synth import cameras as cams
 from nrconvert.synth._runner import Progress, run_blender_job
 from nrconvert.synth.presets import (
-    CAMERA_ANGLE_X, CAMERA_RADIUS, ELEVATION_RANGE_DEG, Preset,
+    CAMERA_ANGLE_X, CAMERA_RADIUS, DEFAULT_HDRI, DEFAULT_RELIGHT_HDRI, ELEVATION_RANGE_DEG, Preset,
     check_background, check_hdri, check_object, get_preset,
 )
 
@@ -109,8 +109,8 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
 
 
 def render_capture(out_dir: Path, *, object: str = "suzanne", preset: str = "tiny", seed: int = 0,
-                   background: str = "transparent", hdri: str = "forest.exr",
-                   relight_hdri: str = "courtyard.exr", progress: Progress | None = None) -> Path:
+                   background: str = "transparent", hdri: str = DEFAULT_HDRI,
+                   relight_hdri: str = DEFAULT_RELIGHT_HDRI, progress: Progress | None = None) -> Path:
     """Render a synthetic capture of a procedural object into `out_dir` and return `out_dir`.
 
     Writes `transforms_{train,test,test_relight}.json`, the PNGs they list, `gt_mesh.ply` (the
