@@ -17,11 +17,15 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def blender_heldout(glb: Path, capture_dir: Path, *, split: str = "test", world: str = "world",
-                    samples: int | None = None, keep_dir: Path | None = None) -> dict:
+                    samples: int | None = None, keep_dir: Path | None = None, lod: int | None = None,
+                    variant: str | None = None, normal_map: bool = True,
+                    captured_as_base_color: bool = False) -> dict:
     """Render `glb` from the capture's `split` cameras in Blender and compare with the photos.
 
     Object pixels are those the photo's alpha (or the synth eval mask) marks as object; both images
-    are compared premultiplied, so a silhouette error costs PSNR too.
+    are compared premultiplied, so a silhouette error costs PSNR too. `lod`, `variant`,
+    `normal_map` and `captured_as_base_color` choose what is rendered (see
+    `nrconvert.synth.glb.glb_options`): relighting is `split='test_relight', world='relight_world'`.
     """
     from ..capture.load import load_capture
     from ..synth import render_glb
@@ -30,7 +34,9 @@ def blender_heldout(glb: Path, capture_dir: Path, *, split: str = "test", world:
     frames = capture.split(split) if split in ("train", "test") else capture.test
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(keep_dir) if keep_dir else Path(tmp)
-        paths = render_glb(Path(glb), Path(capture_dir), out, split=split, world=world, samples=samples)
+        paths = render_glb(Path(glb), Path(capture_dir), out, split=split, world=world, samples=samples,
+                           lod=lod, variant=variant, normal_map=normal_map,
+                           captured_as_base_color=captured_as_base_color)
         views = [_compare(p, _gt_path(capture_dir, split, f.image_path.name), _mask(capture, f))
                  for p, f in zip(paths, frames)]
     keys = views[0].keys() if views else []

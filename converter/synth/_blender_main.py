@@ -9,19 +9,15 @@ Exit codes: 0 done, 1 failed (traceback on stderr), 3 bpy could not be imported.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import traceback
 from typing import Any
 
 EXIT_NO_BPY = 3
-_LOD_SUFFIX = re.compile(r"_LOD[1-9]\d*$")
 
 
 def _build_scene(job: dict[str, Any]) -> None:
     """Put the job's content in the scene, and write its ground-truth mesh when asked."""
-    import bpy
-
     from nrconvert.synth import _blender_objects as objects
     from nrconvert.synth.ply import write_ply
 
@@ -32,14 +28,9 @@ def _build_scene(job: dict[str, Any]) -> None:
             verts, tris = objects.world_triangles(obj)
             write_ply(job["gt_mesh"], verts, tris)
         return
-    result = bpy.ops.import_scene.gltf(filepath=content["glb"])
-    if "FINISHED" not in result:
-        raise RuntimeError(f"Blender's glTF importer failed on {content['glb']}: {result}")
-    if content.get("hide_lods", True):
-        # Loaders without MSFT_lod support should show LOD0 only; Blender imports every node.
-        for o in bpy.context.scene.objects:
-            if _LOD_SUFFIX.search(o.name.split(".")[0]):
-                o.hide_render = True
+    from nrconvert.synth._blender_glb import import_glb
+
+    import_glb(content)
 
 
 def run(job: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from nrconvert.errors import CaptureError, UsageError
 from nrconvert.synth._runner import Progress, run_blender_job
 from nrconvert.synth.capture import world_spec
-from nrconvert.synth.presets import check_hdri
+from nrconvert.synth.presets import DEFAULT_HDRI, DEFAULT_RELIGHT_HDRI, check_hdri
 
 DEFAULT_SAMPLES = 64  # for captures that do not record their own (not made by `render_capture`)
 
@@ -61,7 +61,7 @@ def _world(block: dict[str, Any], world: str) -> dict[str, Any]:
     if world not in ("world", "relight_world"):
         raise UsageError(f"world must be 'world' or 'relight_world', not {world!r}")
     if not block:
-        return world_spec("forest.exr" if world == "world" else "courtyard.exr")
+        return world_spec(DEFAULT_HDRI if world == "world" else DEFAULT_RELIGHT_HDRI)
     if world not in block:
         raise CaptureError(f"the capture's nrconvert block has no {world!r}")
     spec = dict(block[world])
@@ -69,14 +69,38 @@ def _world(block: dict[str, Any], world: str) -> dict[str, Any]:
     return spec
 
 
+def glb_options(lod: int | None = None, variant: str | None = None, normal_map: bool = True,
+                captured_as_base_color: bool = False) -> dict[str, Any]:
+    """The Blender-side evaluation options, checked before paying for a Blender start-up.
+
+    `lod`: render only the node `*_LOD<lod>` (None: LOD0, as a loader without MSFT_lod shows it).
+    `variant`: a KHR_materials_variants name (e.g. 'captured'); None keeps the default material.
+    `normal_map=False`: unlink the normal maps, for the with/without comparison.
+    `captured_as_base_color`: the relighting baseline, the PBR material with the photo-lit
+    'captured' texture as Base Color.
+    """
+    if lod is not None and (isinstance(lod, bool) or not isinstance(lod, int) or lod < 0):
+        raise UsageError(f"lod must be a non-negative integer or None, not {lod!r}")
+    if variant is not None and (not isinstance(variant, str) or not variant):
+        raise UsageError(f"variant must be a variant name or None, not {variant!r}")
+    if variant is not None and captured_as_base_color:
+        raise UsageError("captured_as_base_color modifies the default PBR material; do not also pick a variant")
+    return {"lod": lod, "variant": variant, "normal_map": bool(normal_map),
+            "captured_as_base_color": bool(captured_as_base_color)}
+
+
 def render_glb(glb_path: Path, capture_dir: Path, out_dir: Path, *, split: str = "test",
-               world: str = "world", samples: int | None = None,
+               world: str = "world", samples: int | None = None, lod: int | None = None,
+               variant: str | None = None, normal_map: bool = True, captured_as_base_color: bool = False,
                progress: Progress | None = None) -> list[Path]:
     """Render `glb_path` from every camera of the capture's `split`; return the PNG paths in frame order.
 
     Each image is `out_dir/<stem of the frame's file_path>.png`. World, film transparency, samples,
-    denoising and seed follow the capture's `nrconvert` block (`samples` overrides).
+    denoising and seed follow the capture's `nrconvert` block (`samples` overrides). `lod`,
+    `variant`, `normal_map` and `captured_as_base_color` are described in `glb_options`; the
+    defaults render LOD0 with the default material, as a plain glTF viewer would.
     """
+    options = glb_options(lod, variant, normal_map, captured_as_base_color)
     glb_path = Path(glb_path).expanduser().resolve()
     if not glb_path.is_file():
         raise UsageError("GLB file not found", path=str(glb_path))
@@ -95,7 +119,7 @@ def render_glb(glb_path: Path, capture_dir: Path, out_dir: Path, *, split: str =
     }
     views = [{"matrix": f["transform_matrix"], "path": str(p)} for f, p in zip(data["frames"], paths)]
     run_blender_job({
-        "scene": {"glb": str(glb_path), "hide_lods": True},
+        "scene": {"glb": str(glb_path), **options},
         "render": render,
         "worlds": {"render_world": _world(block, world)},
         "passes": [{"mode": "image", "world": "render_world", "views": views}],
