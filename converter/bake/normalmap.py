@@ -65,13 +65,22 @@ def welded_normals(mesh: Mesh) -> np.ndarray:
 def surface_normals_local(surface: Surface, pos: np.ndarray, t: np.ndarray, b: np.ndarray, n: np.ndarray,
                           max_move: float, min_cosine: float) -> tuple[np.ndarray, np.ndarray]:
     """Unit tangent-space normals (P, 3) of the surface near `pos`, and where they were trusted."""
-    on, normal = project(surface, pos)
-    moved = np.linalg.norm(on - pos, axis=1)
+    _, normal, ok = project_guarded(surface, pos, n, max_move, min_cosine)
     local = np.stack([(normal * t).sum(1), (normal * b).sum(1), (normal * n).sum(1)], 1)
-    ok = np.isfinite(local).all(1) & (moved <= max_move) & (local[:, 2] >= min_cosine)
-    local = np.where(ok[:, None], local, FLAT)
     local /= np.maximum(np.linalg.norm(local, axis=1, keepdims=True), 1e-12)
     return local.astype(np.float32), ok
+
+
+def project_guarded(surface: Surface, pos: np.ndarray, nrm: np.ndarray, max_move: float,
+                    min_cosine: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points on the surface and its normals there, with the input point and (unit) normal kept
+    where the projection moved farther than `max_move` or the normal leans away (cosine to `nrm`
+    below `min_cosine`): there the lookup likely landed on another part of the object. Also
+    returns where the surface was used. Shared by the normal and AO bakers, so both agree."""
+    on, normal = project(surface, pos)
+    ok = np.isfinite(on).all(1) & np.isfinite(normal).all(1)
+    ok &= (np.linalg.norm(on - pos, axis=1) <= max_move) & ((normal * nrm).sum(1) >= min_cosine)
+    return np.where(ok[:, None], on, pos), np.where(ok[:, None], normal, nrm), ok
 
 
 def encode(v: np.ndarray) -> np.ndarray:

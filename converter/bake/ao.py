@@ -1,0 +1,150 @@
+"""Ambient occlusion maps from shadow maps of the highest-detail mesh.
+
+AO at a surface point is its cosine-weighted hemisphere visibility. Rather than tracing rays per
+texel (no BVH here, and millions of texels), the occluder is rasterized orthographically from
+`directions` directions spread evenly over the sphere, with our rasterizer's depth buffer: one
+shadow map per direction. A texel is lit from a direction when nothing in that map lies closer to
+the light than the texel itself (minus a bias). Every texel pays one map lookup per direction, so
+a 2048² map against a 200k-triangle occluder takes seconds, not minutes.
+
+Bias, the classic shadow-map trade-off: the texel point is first pushed one map pixel along its
+normal (normal offset; on a plane this alone rules out self-shadowing at any angle), then
+compared with a slope-scaled depth bias of half a pixel plus half a pixel x tan(angle to the
+light), which absorbs the depth spread of a pixel on curved or slightly mismatched surfaces
+(texels of a decimated LOD projected onto the high surface, occluder = LOD0).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..mesh import Mesh
+from ..render.raster import rasterize
+from .normalmap import project_guarded, welded_normals
+from .surface import Surface
+from .texture import interpolate, pad_texture, texel_fragments
+
+MAX_SLOPE = 20.0  # tan(angle) cap for the slope bias (~87 deg: weight cos < 0.05 beyond it)
+
+
+def bake_ao(mesh: Mesh, size: int, occluder: Mesh, directions: int = 64, surface: Surface | None = None,
+            map_size: int | None = None, max_distance: float = 0.03) -> np.ndarray:
+    """(size, size) float32 ambient occlusion in [0, 1], 1 = open sky; empty texels padded.
+
+    `mesh` is the UV-mapped LOD being baked; `occluder` casts the shadows (LOD0, including any
+    ground or neighbour geometry). With `surface`, texel points and normals are taken on the
+    high-detail surface (as the normal map does), so a coarse LOD gets LOD0's occlusion rather
+    than being buried in LOD0 where decimation cut below it; points that moved more than
+    `max_distance` x bbox diagonal, or whose normal flipped, keep the mesh's. Without it, bake the
+    occluder's own LOD (or expect a coarse LOD's concave parts to self-occlude).
+    `map_size` is the shadow-maps' side (default 1024 whatever the texture size: the map pixel
+    sets the bias, which must stay below the features that occlude, e.g. a coarse LOD's sag
+    under LOD0; 2048² costs 4x the rasterization for no visible change in occlusion).
+    """
+    frags = texel_fragments(mesh, size)
+    hit = frags.tri >= 0
+    out = np.ones((size, size), np.float32)
+    if not hit.any():
+        return out
+    pos, nrm = texel_points(mesh, frags, hit, surface, max_distance)
+    out[hit] = occlusion(pos, nrm, occluder, directions, map_size or 1024)
+    return pad_texture(out, hit)
+
+
+def texel_points(mesh: Mesh, frags, hit: np.ndarray, surface: Surface | None,
+                 max_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points (P, 3) and unit normals (P, 3) of the covered texels, on `surface` when given."""
+    normals = mesh.normals if mesh.normals is not None else welded_normals(mesh)
+    pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
+    nrm = interpolate(normals, mesh.faces, frags)[hit]
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+    if surface is None:
+        return pos, nrm
+    on, normal, _ = project_guarded(surface, pos, nrm, max_distance * mesh.bbox_diagonal())
+    return on, normal
+
+
+def sphere_directions(n: int) -> np.ndarray:
+    """(n, 3) unit vectors evenly spread over the sphere (Fibonacci lattice): each stands for the
+    same solid angle, so the cosine-weighted sum over a hemisphere needs no further weights."""
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    phi = np.pi * (1.0 + 5.0 ** 0.5) * i
+    r = np.sqrt(np.maximum(0.0, 1.0 - z * z))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
+
+
+def occlusion(pos: np.ndarray, nrm: np.ndarray, occluder: Mesh, directions: int, map_size: int) -> np.ndarray:
+    """Cosine-weighted visibility (P,) of points `pos` with unit normals `nrm` over the directions.
+
+    Per direction, one (P, 7) x (7, 4) product gives every point's map pixel, depth and cosine;
+    the rest is elementwise torch work on contiguous arrays (both cores, no gathers by index
+    lists), which halved the time of a numpy version that first selected the front-facing points.
+    """
+    centre, radius = _bounds(occluder.vertices, pos)
+    pixel = 2.0 * radius / map_size
+    q = pos + nrm * pixel - centre  # normal offset: one map pixel; centred
+    rows = torch.from_numpy(np.concatenate([q, nrm, np.ones((len(q), 1))], 1).astype(np.float32))
+    verts = (occluder.vertices - centre).astype(np.float32)
+    lit = torch.zeros(len(pos))
+    total = torch.zeros(len(pos))
+    for d in sphere_directions(directions):
+        basis = _basis(d)
+        depth = torch.from_numpy(shadow_map(verts, occluder.faces, basis, radius, map_size)).reshape(-1)
+        x, y, z, cos = (rows @ _projection(basis, radius, map_size)).unbind(1)
+        w = cos.clamp_min(0.0)
+        index = y.clamp(0, map_size - 1).long() * map_size + x.clamp(0, map_size - 1).long()
+        lit += w * (depth.take(index) >= z - _bias(cos, pixel))
+        total += w
+    ao = torch.where(total > 0, lit / total.clamp_min(1e-12), 1.0)
+    return ao.numpy()
+
+
+def _projection(basis: np.ndarray, radius: float, map_size: int) -> torch.Tensor:
+    """(7, 4) matrix taking rows (q, n, 1) to (map x, map y, depth from the light, n . d)."""
+    scale = map_size / (2.0 * radius)
+    m = np.zeros((7, 4), np.float32)
+    m[:3, 0], m[:3, 1], m[:3, 2] = basis[0] * scale, basis[1] * scale, -basis[2]
+    m[3:6, 3] = basis[2]
+    m[6, :3] = [radius * scale, radius * scale, 2.0 * radius]
+    return torch.from_numpy(m)
+
+
+def _bias(cos: torch.Tensor, pixel: float) -> torch.Tensor:
+    """Slope-scaled depth bias: half a pixel plus half a pixel x tan(angle to the light)."""
+    c = cos.clamp_min(1e-3)
+    tan = ((1.0 - c * c).clamp_min(0.0).sqrt() / c).clamp_max(MAX_SLOPE)
+    return pixel * (0.5 + 0.5 * tan)
+
+
+def _bounds(*point_sets: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and radius of a sphere holding every point: the shadow maps' common extent."""
+    lo = np.min([p.min(0) for p in point_sets if len(p)], 0)
+    hi = np.max([p.max(0) for p in point_sets if len(p)], 0)
+    centre = 0.5 * (lo + hi)
+    radius = max(float(np.max([np.linalg.norm(p - centre, axis=1).max() for p in point_sets if len(p)])), 1e-6)
+    return centre.astype(np.float32), radius * 1.01
+
+
+def _basis(d: np.ndarray) -> np.ndarray:
+    """(3, 3) rows u, w, d: an orthonormal frame whose third axis points to the light."""
+    a = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    u = np.cross(d, a)
+    u /= np.linalg.norm(u)
+    return np.stack([u, np.cross(d, u), d]).astype(np.float32)
+
+
+def _to_map(p: np.ndarray, basis: np.ndarray, radius: float, map_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map pixel coordinates (N, 2) and depth from the light (N,) of points relative to the
+    sphere's centre; depth is > 0 inside the sphere, as the rasterizer requires."""
+    local = p @ basis.T
+    xy = (local[:, :2] + radius) * (map_size / (2.0 * radius))
+    return xy, 2.0 * radius - local[:, 2]
+
+
+def shadow_map(vertices: np.ndarray, faces: np.ndarray, basis: np.ndarray, radius: float,
+               map_size: int) -> np.ndarray:
+    """(map_size, map_size) nearest occluder depth seen from the light (inf where empty), for
+    vertices given relative to the bounding sphere's centre."""
+    xy, z = _to_map(vertices, basis, radius, map_size)
+    return rasterize(xy, faces, map_size, map_size, z).depth
