@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--captures", type=Path, default=HERE / ".captures")
     ap.add_argument("--out", type=Path, default=HERE / ".runs")
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--resume", action="store_true", help="reuse the stages a previous run left in its work folder")
     args = ap.parse_args()
 
     from nrconvert.config import make_config
@@ -44,7 +45,7 @@ def main() -> None:
     out = args.out / f"{name}_{args.preset}" / "scene.glb"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    result = convert(Run(capture, out, cfg))
+    result = convert(Run(capture, out, cfg, resume=args.resume))
     total = time.time() - t
     blender = blender_heldout(out, capture)
     geo = result.metrics.get("geometry", {})

@@ -94,7 +94,7 @@ def restore_field(tf, state: dict) -> int:
     tf.field.load_state_dict(state["field"])
     tf.background.load_state_dict(state["background"])
     occ = OccupancyGrid(state["occ_mask"].shape[0], state["occ_mask"], tf.occupancy.device)
-    occ.distance = state["occ_distance"].to(occ.device)
+    occ.distance = state.get("occ_distance", state.get("occ_density")).to(occ.device)  # older key name
     occ.updates = int(state["occ_updates"])
     tf.occupancy = occ
     box = state["box"].numpy()
