@@ -77,44 +77,44 @@ def sphere_directions(n: int) -> np.ndarray:
 def occlusion(pos: np.ndarray, nrm: np.ndarray, occluder: Mesh, directions: int, map_size: int) -> np.ndarray:
     """Cosine-weighted visibility (P,) of points `pos` with unit normals `nrm` over the directions.
 
-    Per direction, one (P, 7) x (7, 4) product gives every point's map pixel, depth and cosine;
-    the rest is elementwise torch work on contiguous arrays (both cores, no gathers by index
-    lists), which halved the time of a numpy version that first selected the front-facing points.
+    Per direction, one (4, 7) x (7, P) product gives every point's map pixel, depth and cosine as
+    contiguous rows; the rest is in-place elementwise torch work (both cores, no index lists),
+    3x faster than a numpy version that first selected the front-facing points.
     """
     centre, radius = _bounds(occluder.vertices, pos)
     pixel = 2.0 * radius / map_size
     q = pos + nrm * pixel - centre  # normal offset: one map pixel; centred
-    rows = torch.from_numpy(np.concatenate([q, nrm, np.ones((len(q), 1))], 1).astype(np.float32))
+    cols = torch.from_numpy(np.concatenate([q, nrm, np.ones((len(q), 1))], 1).T.astype(np.float32))
     verts = (occluder.vertices - centre).astype(np.float32)
     lit = torch.zeros(len(pos))
     total = torch.zeros(len(pos))
     for d in sphere_directions(directions):
         basis = _basis(d)
         depth = torch.from_numpy(shadow_map(verts, occluder.faces, basis, radius, map_size)).reshape(-1)
-        x, y, z, cos = (rows @ _projection(basis, radius, map_size)).unbind(1)
+        x, y, z, cos = _projection(basis, radius, map_size) @ cols
+        index = y.clamp_(0, map_size - 1).long().mul_(map_size).add_(x.clamp_(0, map_size - 1).long())
         w = cos.clamp_min(0.0)
-        index = y.clamp(0, map_size - 1).long() * map_size + x.clamp(0, map_size - 1).long()
-        lit += w * (depth.take(index) >= z - _bias(cos, pixel))
-        total += w
+        lit.add_(w * (depth.take(index) >= z.sub_(_bias(cos, pixel))))
+        total.add_(w)
     ao = torch.where(total > 0, lit / total.clamp_min(1e-12), 1.0)
     return ao.numpy()
 
 
 def _projection(basis: np.ndarray, radius: float, map_size: int) -> torch.Tensor:
-    """(7, 4) matrix taking rows (q, n, 1) to (map x, map y, depth from the light, n . d)."""
+    """(4, 7) matrix taking columns (q, n, 1) to (map x, map y, depth from the light, n . d)."""
     scale = map_size / (2.0 * radius)
-    m = np.zeros((7, 4), np.float32)
-    m[:3, 0], m[:3, 1], m[:3, 2] = basis[0] * scale, basis[1] * scale, -basis[2]
-    m[3:6, 3] = basis[2]
-    m[6, :3] = [radius * scale, radius * scale, 2.0 * radius]
+    m = np.zeros((4, 7), np.float32)
+    m[0, :3], m[1, :3], m[2, :3] = basis[0] * scale, basis[1] * scale, -basis[2]
+    m[3, 3:6] = basis[2]
+    m[:3, 6] = [radius * scale, radius * scale, 2.0 * radius]
     return torch.from_numpy(m)
 
 
 def _bias(cos: torch.Tensor, pixel: float) -> torch.Tensor:
     """Slope-scaled depth bias: half a pixel plus half a pixel x tan(angle to the light)."""
     c = cos.clamp_min(1e-3)
-    tan = ((1.0 - c * c).clamp_min(0.0).sqrt() / c).clamp_max(MAX_SLOPE)
-    return pixel * (0.5 + 0.5 * tan)
+    tan = (1.0 - c * c).clamp_min_(0.0).sqrt_().div_(c).clamp_max_(MAX_SLOPE)
+    return tan.mul_(0.5 * pixel).add_(0.5 * pixel)
 
 
 def _bounds(*point_sets: np.ndarray) -> tuple[np.ndarray, float]:
