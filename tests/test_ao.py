@@ -118,7 +118,7 @@ def test_wall_contact_shadow_matches_analytic(wall_scene):
     """Infinite wall of height h at distance s: visible cosine-weighted share (1 + s / sqrt(s^2 + h^2)) / 2."""
     ground, occluder = wall_scene
     size = 128
-    ao = bake_ao(ground, size, occluder, directions=256, map_size=1024)
+    ao = bake_ao(ground, size, occluder, directions=128, map_size=1024)
     row = size // 2
     cols = np.arange(30, 60)
     s = 0.5 - texel_x(cols, size)
@@ -138,9 +138,9 @@ def coarse_sphere() -> Mesh:
 def test_coarse_lod_reads_the_high_surface(coarse_sphere):
     """A convex object has no occlusion. Baked against its own fine LOD0, the coarse LOD's texels
     lie inside LOD0 (occluded) unless they are first moved onto the high surface."""
-    lod0 = icosphere(5)
-    with_surface = bake_ao(coarse_sphere, 128, lod0, surface=sphere())
-    without = bake_ao(coarse_sphere, 128, lod0)
+    lod0 = icosphere(4)  # sags 0.3 % under the sphere, the coarse LOD ~1 %; map pixel 0.4 %
+    with_surface = bake_ao(coarse_sphere, 128, lod0, surface=sphere(), map_size=512)
+    without = bake_ao(coarse_sphere, 128, lod0, map_size=512)
     assert with_surface.min() > 0.97
     assert without.mean() < 0.7
 

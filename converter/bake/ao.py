@@ -9,9 +9,11 @@ a 2048² map against a 200k-triangle occluder takes seconds, not minutes.
 
 Bias, the classic shadow-map trade-off: the texel point is first pushed one map pixel along its
 normal (normal offset; on a plane this alone rules out self-shadowing at any angle), then
-compared with a slope-scaled depth bias of half a pixel plus half a pixel x tan(angle to the
-light), which absorbs the depth spread of a pixel on curved or slightly mismatched surfaces
-(texels of a decimated LOD projected onto the high surface, occluder = LOD0).
+compared with a slope-scaled depth bias of one pixel / cos(angle to the light) (= pixel x
+sqrt(1 + tan²), at least a pixel and at least the depth a tilted surface spans across one
+pixel), which absorbs the spread on curved or slightly mismatched surfaces (texels of a
+decimated LOD projected onto the high surface, occluder = LOD0). Both are tied to the map pixel,
+so the default map is 1024² whatever the texture size.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .normalmap import project_guarded, welded_normals
 from .surface import Surface
 from .texture import interpolate, pad_texture, texel_fragments
 
-MAX_SLOPE = 20.0  # tan(angle) cap for the slope bias (~87 deg: weight cos < 0.05 beyond it)
+MIN_COS = 0.05  # caps the slope bias at 20 pixels (~87 deg, where the cosine weight is < 0.05 anyway)
 
 
 def bake_ao(mesh: Mesh, size: int, occluder: Mesh, directions: int = 64, surface: Surface | None = None,
@@ -78,10 +80,10 @@ def occlusion(pos: np.ndarray, nrm: np.ndarray, occluder: Mesh, directions: int,
     """Cosine-weighted visibility (P,) of points `pos` with unit normals `nrm` over the directions.
 
     Per direction, one (4, 7) x (7, P) product gives every point's map pixel, depth and cosine as
-    contiguous rows; the rest is in-place elementwise torch work (both cores, no index lists),
-    3x faster than a numpy version that first selected the front-facing points.
+    contiguous rows; the rest is a dozen in-place elementwise torch passes (both cores, no index
+    lists), 3x faster than a numpy version that first selected the front-facing points.
     """
-    centre, radius = _bounds(occluder.vertices, pos)
+    centre, radius = _bounds(map_size, occluder.vertices, pos)
     pixel = 2.0 * radius / map_size
     q = pos + nrm * pixel - centre  # normal offset: one map pixel; centred
     cols = torch.from_numpy(np.concatenate([q, nrm, np.ones((len(q), 1))], 1).T.astype(np.float32))
@@ -92,10 +94,11 @@ def occlusion(pos: np.ndarray, nrm: np.ndarray, occluder: Mesh, directions: int,
         basis = _basis(d)
         depth = torch.from_numpy(shadow_map(verts, occluder.faces, basis, radius, map_size)).reshape(-1)
         x, y, z, cos = _projection(basis, radius, map_size) @ cols
-        index = y.clamp_(0, map_size - 1).long().mul_(map_size).add_(x.clamp_(0, map_size - 1).long())
+        index = y.long().mul_(map_size).add_(x.long())  # inside the map: see _bounds
         w = cos.clamp_min(0.0)
-        lit.add_(w * (depth.take(index) >= z.sub_(_bias(cos, pixel))))
         total.add_(w)
+        z.sub_(cos.clamp_min_(MIN_COS).reciprocal_().mul_(pixel))  # slope-scaled bias: pixel / cos
+        lit.add_(w.mul_(depth.take(index) >= z))
     ao = torch.where(total > 0, lit / total.clamp_min(1e-12), 1.0)
     return ao.numpy()
 
@@ -110,20 +113,14 @@ def _projection(basis: np.ndarray, radius: float, map_size: int) -> torch.Tensor
     return torch.from_numpy(m)
 
 
-def _bias(cos: torch.Tensor, pixel: float) -> torch.Tensor:
-    """Slope-scaled depth bias: half a pixel plus half a pixel x tan(angle to the light)."""
-    c = cos.clamp_min(1e-3)
-    tan = (1.0 - c * c).clamp_min_(0.0).sqrt_().div_(c).clamp_max_(MAX_SLOPE)
-    return tan.mul_(0.5 * pixel).add_(0.5 * pixel)
-
-
-def _bounds(*point_sets: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre and radius of a sphere holding every point: the shadow maps' common extent."""
-    lo = np.min([p.min(0) for p in point_sets if len(p)], 0)
-    hi = np.max([p.max(0) for p in point_sets if len(p)], 0)
+def _bounds(map_size: int, *point_sets: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and radius of a sphere holding every point with a margin of 2 % + 4 map pixels, so
+    points pushed one pixel along their normals still fall inside every map (no clamping)."""
+    sets = [p for p in point_sets if len(p)]
+    lo, hi = np.min([p.min(0) for p in sets], 0), np.max([p.max(0) for p in sets], 0)
     centre = 0.5 * (lo + hi)
-    radius = max(float(np.max([np.linalg.norm(p - centre, axis=1).max() for p in point_sets if len(p)])), 1e-6)
-    return centre.astype(np.float32), radius * 1.01
+    r = max(float(np.max([np.linalg.norm(p - centre, axis=1).max() for p in sets])), 1e-6)
+    return centre.astype(np.float32), r * (1.02 + 4.0 / map_size)
 
 
 def _basis(d: np.ndarray) -> np.ndarray:
