@@ -19,17 +19,28 @@ PointFn = Callable[[np.ndarray], np.ndarray]
 class Surface:
     sdf: PointFn  # (N, 3) float -> (N,) signed distance in capture units, < 0 inside
     normal: PointFn  # (N, 3) float -> (N, 3) unit outward normal (the SDF's normalised gradient)
+    # both at once, when one evaluation can give both (autograd through the field): (sdf, normal)
+    sdf_and_normal: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def evaluate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.sdf_and_normal is not None:
+            return self.sdf_and_normal(p)
+        return self.sdf(p), self.normal(p)
 
 
-def project(surface: Surface, points: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def project(surface: Surface, points: np.ndarray, iterations: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Closest points on the surface (Newton steps along the gradient) and their normals.
 
-    A few steps suffice: the points start on a decimated copy of the same surface, a fraction of
-    a texel to a few voxels away.
+    Two steps suffice: the points start on a decimated copy of the same surface, a fraction of
+    a texel to a few voxels away, and each step is exact for a locally flat surface. The steps
+    use the cheap exact gradient; the returned normal is `surface.normal` (for the field: central
+    differences over the finest level's cell), which is smooth where the exact gradient of the
+    trilinear hash grid jumps at cell faces and would print the grid into normal maps.
     """
     p = np.asarray(points, dtype=np.float32)
     for _ in range(iterations):
-        p = p - surface.sdf(p)[:, None] * surface.normal(p)
+        d, n = surface.evaluate(p)
+        p = p - d[:, None] * n
     return p, surface.normal(p)
 
 
@@ -56,7 +67,22 @@ def from_field(tf, chunk: int = 1 << 17) -> Surface:
         g = np.concatenate(out) if out else np.zeros((0, 3), np.float32)
         return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
 
-    return Surface(sdf, normal)
+    def both(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One forward + backward pass per chunk: the hash-grid kernel has gradients to x, so
+        this is ~3 field evaluations instead of the 7 of central differences."""
+        ds, ns = [], []
+        for c in _chunks(p, chunk):
+            x = unit(c).requires_grad_(True)
+            with torch.enable_grad():
+                d = tf.field.sdf_only(x)
+                (g,) = torch.autograd.grad(d.sum(), x)
+            ds.append(d.detach().cpu().numpy())
+            ns.append(torch.nn.functional.normalize(g, dim=-1).cpu().numpy())
+        if not ds:
+            return np.zeros(0, np.float32), np.zeros((0, 3), np.float32)
+        return np.concatenate(ds) * scale, np.concatenate(ns)
+
+    return Surface(sdf, normal, both)
 
 
 def sphere(centre=(0.0, 0.0, 0.0), radius: float = 1.0) -> Surface:
