@@ -53,6 +53,8 @@ def save_mesh(path: Path, mesh: Mesh) -> None:
         arrays["normals"] = mesh.normals
     if mesh.uvs is not None:
         arrays["uvs"] = mesh.uvs
+    if mesh.tangents is not None:
+        arrays["tangents"] = mesh.tangents
     tmp = atomic_path(path).with_suffix(".npz")
     np.savez(tmp, **arrays)
     _commit(tmp, path)
@@ -61,7 +63,7 @@ def save_mesh(path: Path, mesh: Mesh) -> None:
 def load_mesh(path: Path) -> Mesh:
     with np.load(path, allow_pickle=False) as z:
         return Mesh(z["vertices"], z["faces"], z["normals"] if "normals" in z else None,
-                    z["uvs"] if "uvs" in z else None)
+                    z["uvs"] if "uvs" in z else None, z["tangents"] if "tangents" in z else None)
 
 
 def save_field(path: Path, tf, step: int) -> None:

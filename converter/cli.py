@@ -36,6 +36,10 @@ def convert(
     workdir: Optional[Path] = typer.Option(None, help="Stage outputs (default: OUTPUT.work/ next to the GLB)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse finished stages in the work folder."),
     redo: Optional[str] = typer.Option(None, help="Re-run this stage and the ones after it: train|extract|bake|export."),
+    lods: Optional[int] = typer.Option(None, "--lods", help="LOD levels including LOD0 (default 4; 1 = no chain)."),
+    texture_size: Optional[int] = typer.Option(None, "--texture-size",
+                                               help="LOD0 texture side, a power of two (default 2048; LODs halve it)."),
+    pbr: bool = typer.Option(True, help="Estimate light + PBR material; --no-pbr ships the captured look only."),
     set_: list[str] = typer.Option([], "--set", help="Override any setting, e.g. --set steps=4000."),
     validate: bool = typer.Option(True, help="Check the GLB with the Khronos glTF-Validator."),
     progress: str = typer.Option("rich", help="rich | json | none"),
@@ -47,8 +51,19 @@ def convert(
 
     if redo and redo not in STAGES:
         raise UsageError(f"--redo must be one of {', '.join(STAGES)}")
+    overrides = _parse_sets(set_)
+    if lods is not None:
+        if lods < 1:
+            raise UsageError(f"--lods must be at least 1, got {lods}")
+        overrides["lods"] = str(lods)
+    if texture_size is not None:
+        if texture_size < 16 or texture_size & (texture_size - 1):
+            raise UsageError(f"--texture-size must be a power of two >= 16, got {texture_size}")
+        overrides["texture_size"] = str(texture_size)
+    if not pbr:
+        overrides["pbr"] = "false"
     try:
-        cfg = make_config(preset, _parse_sets(set_))
+        cfg = make_config(preset, overrides)
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc).strip("'\"")) from exc
     reporter = {"rich": RichReporter, "json": JsonReporter, "none": SilentReporter}[progress]()

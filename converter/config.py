@@ -46,7 +46,10 @@ class Config:
     max_triangles: int = 80_000
     min_component_ratio: float = 0.02  # drop components below this share of the total area
     # --- baking ---
-    texture_size: int = 1024
+    texture_size: int = 2048  # LOD0's maps; each lower LOD halves it (bake.lod.lod_texture_sizes)
+    lods: int = 4  # LOD0 + 3 coarser levels at ~25 / 6 / 1.5 % of its triangles
+    pbr: bool = True  # estimate light + PBR material (and bake normal/ORM maps); off: captured look only
+    pbr_steps: int = 1000  # material + light fit iterations
     texture_fit_iterations: int = 4  # least-squares fit to the training photos (0: field colour only)
 
     def replace(self, **changes) -> Config:
@@ -56,14 +59,23 @@ class Config:
 PRESETS: dict[str, dict] = {
     "tiny": dict(steps=400, time_budget_s=300, batch_rays=2048, hash_levels=8, hash_log2_table=15,
                  hash_max_resolution=256, march_steps=192, occupancy_res=48, eval_every=0,
-                 mc_resolution=96, max_triangles=8000, texture_size=256),
+                 mc_resolution=96, max_triangles=8000, texture_size=256, lods=2, pbr_steps=200),
     "fast": dict(steps=1200, time_budget_s=150, hash_levels=12, hash_log2_table=18,
                  hash_max_resolution=1024, march_steps=384, mc_resolution=192, max_triangles=40_000,
-                 texture_size=1024),
+                 texture_size=1024, pbr_steps=600),
     "balanced": dict(),
     "quality": dict(steps=8000, time_budget_s=1800, batch_rays=8192, march_steps=768,
                     mc_resolution=384, max_triangles=200_000, texture_size=2048),
 }
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def make_config(preset: str = "balanced", overrides: dict | None = None) -> Config:
@@ -76,6 +88,6 @@ def make_config(preset: str = "balanced", overrides: dict | None = None) -> Conf
         if key not in types:
             raise KeyError(f"unknown setting {key!r}")
         if isinstance(value, str):
-            value = {"int": int, "float": float, "str": str}[types[key]](value)
+            value = {"int": int, "float": float, "str": str, "bool": _parse_bool}[types[key]](value)
         cfg = cfg.replace(**{key: value})
     return cfg

@@ -3,19 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from . import __version__
-from .bake.asset import BakedAsset, Lod, MaterialMaps
+from .bake.asset import BakedAsset, Lod
+from .bake.chain import bake_lods
 from .bake.extract import extract_mesh
-from .bake.texture import bake_from_field, fit_to_photos, pad_texture, to_uint8_srgb
-from .bake.uv import unwrap
+from .bake.store import load_lods, save_lods
+from .bake.surface import from_field
 from .capture.model import Capture
 from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh
 from .kernels import backend
-from .pipeline import Run, save_texture
+from .pipeline import Run
 from .render.rays import Box
 from .train.data import load_rays, object_box
 from .train.trainer import TrainedField, build_field, train
@@ -68,28 +67,22 @@ def extract_stage(run: Run, capture: Capture, tf: TrainedField):
 
 
 def bake_stage(run: Run, capture: Capture, tf: TrainedField, mesh) -> BakedAsset:
-    cfg = run.cfg
-    mesh_path, tex_path = run.workdir / "baked_mesh.npz", run.workdir / "base_color.png"
-    if run.cached("bake", mesh_path) and tex_path.exists():
-        texture = np.asarray(Image.open(tex_path).convert("RGB"))
-        return _asset(capture, load_mesh(mesh_path), texture)
+    folder = run.workdir / "bake"
+    if run.cached("bake", folder / "bake.json"):
+        lods, light, _ = load_lods(folder)
+        return _asset(capture, lods, light)
     run.reporter.start("bake", None)
-    uv_mesh = unwrap(mesh, cfg.texture_size)
-    tex, covered = bake_from_field(tf, uv_mesh, cfg.texture_size)
-    tex = pad_texture(tex, covered)
-    if cfg.texture_fit_iterations > 0:
-        tex = fit_to_photos(tex, covered, uv_mesh, capture.train, cfg.texture_fit_iterations, cfg.downscale,
-                            progress=lambda d, t: run.reporter.update("bake", d, t))
-    texture = to_uint8_srgb(tex)
-    save_mesh(mesh_path, uv_mesh)
-    save_texture(tex_path, texture)
-    run.reporter.end("bake", texture=f"{cfg.texture_size}x{cfg.texture_size}",
-                     coverage=float(covered.mean()))
-    return _asset(capture, uv_mesh, texture)
+    result = bake_lods(tf, mesh, capture.train, from_field(tf), run.cfg,
+                       progress=lambda what, d, t: run.reporter.update("bake", d, t, step=what))
+    save_lods(folder, result.lods, result.light, result.pbr_history)
+    last = result.pbr_history[-1] if result.pbr_history else {}
+    run.reporter.end("bake", lods=len(result.lods), triangles=[lod.mesh.n_triangles for lod in result.lods],
+                     texture=f"{run.cfg.texture_size}x{run.cfg.texture_size}", material_fit_psnr=last.get("psnr"))
+    return _asset(capture, result.lods, result.light)
 
 
-def _asset(capture: Capture, mesh, texture: np.ndarray) -> BakedAsset:
-    return BakedAsset(lods=[Lod(mesh, MaterialMaps(captured=texture))], up_axis=capture.up_axis, cameras=capture.frames,
+def _asset(capture: Capture, lods: list[Lod], light) -> BakedAsset:
+    return BakedAsset(lods=lods, up_axis=capture.up_axis, cameras=capture.frames, light=light,
                       metadata={"name": Path(capture.root).name or "nrconvert_asset",
                                 "source": capture.source})
 

@@ -22,23 +22,44 @@ def test_glb_is_valid(tiny_conversion):
     assert report.errors == 0, report.format()
 
 
+def _png(g: pygltflib.GLTF2, texture_index: int) -> np.ndarray:
+    view = g.bufferViews[g.images[g.textures[texture_index].source].bufferView]
+    return np.asarray(Image.open(io.BytesIO(g.binary_blob()[view.byteOffset:view.byteOffset + view.byteLength])))
+
+
 def test_glb_has_textured_mesh_in_capture_frame(tiny_conversion, tiny_capture):
     glb, _ = tiny_conversion
     g = pygltflib.GLTF2().load(str(glb))
     prim = g.meshes[0].primitives[0]
-    assert prim.attributes.TEXCOORD_0 is not None
+    assert prim.attributes.TEXCOORD_0 is not None and prim.attributes.TANGENT is not None
     pos = g.accessors[prim.attributes.POSITION]
     # the synth object sits inside [-1, 1]^3 around the origin; Y-up export keeps it there
     assert np.all(np.abs(pos.min) < 1.2) and np.all(np.abs(pos.max) < 1.2)
+    # default material: relightable PBR with every map
     mat = g.materials[prim.material]
-    assert "KHR_materials_unlit" in mat.extensions
-    view = g.bufferViews[g.images[mat.pbrMetallicRoughness.baseColorTexture.index].bufferView]
-    png = g.binary_blob()[view.byteOffset:view.byteOffset + view.byteLength]
-    tex = np.asarray(Image.open(io.BytesIO(png)))
-    assert tex.shape[0] == tex.shape[1] == 256
+    pbr = mat.pbrMetallicRoughness
+    assert "KHR_materials_unlit" not in mat.extensions
+    assert mat.normalTexture and mat.occlusionTexture and pbr.metallicRoughnessTexture
+    albedo = _png(g, pbr.baseColorTexture.index)
+    assert albedo.shape[0] == albedo.shape[1] == 256  # tiny preset: 256 for LOD0
+    assert albedo.reshape(-1, albedo.shape[-1]).std(0).mean() > 10, "albedo is flat: nothing was baked"
+    normal = _png(g, mat.normalTexture.index).astype(float) / 127.5 - 1
+    assert np.median(normal[..., 2]) > 0.9, "tangent-space normals should mostly face out"
+    # the captured look: an unlit variant with the photo-lit texture
+    variants = [v["name"] for v in g.extensions["KHR_materials_variants"]["variants"]]
+    assert variants == ["captured"]
+    mapping = prim.extensions["KHR_materials_variants"]["mappings"][0]
+    captured = g.materials[mapping["material"]]
+    assert "KHR_materials_unlit" in captured.extensions
+    tex = _png(g, captured.pbrMetallicRoughness.baseColorTexture.index)
     assert tex.reshape(-1, tex.shape[-1]).std(0).mean() > 10, "texture is flat: nothing was baked"
+    # LOD chain (tiny preset: 2 levels) and the light beside the GLB
+    lod0 = g.nodes[g.scenes[0].nodes[0]]
+    assert lod0.name.endswith("_LOD0") and len(lod0.extensions["MSFT_lod"]["ids"]) == 1
     extras = g.asset.extras["nrconvert"]
     assert extras["up_axis"] == "z" and "psnr_object" in extras["metrics"]
+    assert (glb.parent / extras["environment"]["uri"]).exists()
+    assert np.asarray(extras["environment"]["sh9"]).shape == (9, 3)
 
 
 def test_report_and_metrics(tiny_conversion):

@@ -79,14 +79,14 @@ def fit_to_photos(tex: np.ndarray, covered: np.ndarray, mesh: Mesh, frames: list
     samples = [_view_samples(f, mesh, downscale) for f in views]
     n_obs = sum(len(c) for _, c in samples) * len(frames) / len(views)
     fit = _fit_size(size, n_obs, float(covered.mean()), observations_per_texel)
-    prior = _resize(tex, fit)
+    prior = resize(tex, fit)
     uv = np.concatenate([u for u, _ in samples]); c = np.concatenate([c for _, c in samples])
     idx, w = _bilinear(uv, fit)
     out = _solve(prior.reshape(-1, 3).astype(np.float64), idx, w, c, iterations, prior_weight,
                  lambda i: progress(i, iterations) if progress else None)
-    fitted = _resize(out.reshape(fit, fit, 3).astype(np.float32), size)
+    fitted = resize(out.reshape(fit, fit, 3).astype(np.float32), size)
     # where no photo looked, keep the field's own detail
-    seen = _resize(np.bincount(idx.ravel(), w.ravel(), fit * fit).reshape(fit, fit, 1).astype(np.float32), size)
+    seen = resize(np.bincount(idx.ravel(), w.ravel(), fit * fit).reshape(fit, fit, 1).astype(np.float32), size)
     alpha = np.clip(seen / (seen + prior_weight), 0, 1)
     return np.clip(alpha * fitted + (1 - alpha) * tex, 0, 1).astype(np.float32)
 
@@ -97,7 +97,7 @@ def _fit_size(size: int, n_obs: float, coverage: float, per_texel: float) -> int
     return int(min(size, fit))
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
+def resize(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[0] == size:
         return img
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()

@@ -1,0 +1,118 @@
+"""The bake stage's work: LOD chain, one atlas per LOD, every map, the light, in that order.
+
+Order matters: LOD0's occlusion is baked before the material fit (the fit multiplies shading by
+it, so the albedo does not keep the shadows the renderer adds again), and every LOD reads its
+maps off the same high-detail surface and the same material field, so levels agree.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture.model import Frame
+from ..config import Config
+from ..mesh import Mesh
+from .ao import bake_ao
+from .asset import EnvLight, Lod, MaterialMaps
+from .envlight import sh9, to_equirect
+from .lod import lod_chain, lod_texture_sizes, screen_coverages
+from .normalmap import bake_normal_map, project_guarded
+from .pbr import PbrFit, bake_material_maps, fit_pbr, gather_samples
+from .surface import Surface
+from .texture import (bake_from_field, fit_to_photos, interpolate, pad_texture, resize, texel_fragments,
+                      to_uint8_srgb)
+from .uv import unwrap
+
+Progress = Callable[[str, int, int], None]
+CAPTURED_MAX = 1024  # the field colour is baked at most this size, then upsampled: photos hold no more
+
+
+@dataclass
+class BakeResult:
+    lods: list[Lod]
+    light: EnvLight | None
+    pbr_history: list[dict]
+
+
+def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config,
+              progress: Progress | None = None) -> BakeResult:
+    say = progress or (lambda *_: None)
+    meshes = lod_chain(mesh, cfg.lods)
+    sizes = lod_texture_sizes(cfg.texture_size, len(meshes))
+    coverage = screen_coverages(meshes)
+    uv_meshes = []
+    for k, (m, size) in enumerate(zip(meshes, sizes)):
+        say(f"uv LOD{k}", k, len(meshes))
+        uv_meshes.append(unwrap(m, size))
+    lod0 = uv_meshes[0]
+    ao0 = bake_ao(lod0, sizes[0], lod0, surface=surface) if cfg.pbr else None
+    fit = None
+    if cfg.pbr:
+        samples = gather_samples(lod0, frames, surface, cfg.downscale, ao=lambda uv: sample_map(ao0, uv))
+        fit = fit_pbr(samples, surface_box(lod0)[0], surface_box(lod0)[1], steps=cfg.pbr_steps,
+                      seed=cfg.seed, progress=lambda d, t: say("material + light", d, t))
+    lods = []
+    for k, (m, size) in enumerate(zip(uv_meshes, sizes)):
+        say(f"maps LOD{k}", k, len(uv_meshes))
+        captured = _captured(tf, m, size, frames, cfg)
+        maps = MaterialMaps(captured=captured)
+        if fit is not None:
+            ao = ao0 if k == 0 else bake_ao(m, size, lod0, surface=surface)
+            maps.normal, _ = bake_normal_map(m, size, surface)
+            maps.base_color, maps.orm = _material(fit, m, size, surface, ao)
+        lods.append(Lod(m, maps, coverage[k]))
+    light = None
+    if fit is not None:
+        env = to_equirect(fit.light, 64)
+        light = EnvLight(env, sh9(env).astype(np.float32))
+    return BakeResult(lods, light, fit.history if fit else [])
+
+
+def surface_box(mesh: Mesh, margin: float = 0.05) -> tuple[np.ndarray, float]:
+    """Corner and side of a cube around the mesh: the material field's domain."""
+    lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
+    side = float((hi - lo).max()) * (1 + 2 * margin)
+    centre = (lo + hi) / 2
+    return (centre - side / 2).astype(np.float32), side
+
+
+def sample_map(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a (H, W[, C]) float map at glTF uvs (P, 2)."""
+    h, w = img.shape[:2]
+    x = np.clip(uv[:, 0] * w - 0.5, 0, w - 1)
+    y = np.clip(uv[:, 1] * h - 0.5, 0, h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    if img.ndim == 3:
+        fx, fy = fx[:, None], fy[:, None]
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+def _captured(tf, mesh: Mesh, size: int, frames: list[Frame], cfg: Config) -> np.ndarray:
+    """The photo-lit texture: field colour, padded, fitted to the photos (bake.texture)."""
+    small = min(size, CAPTURED_MAX)
+    tex, covered = bake_from_field(tf, mesh, small)
+    tex = pad_texture(tex, covered)
+    if cfg.texture_fit_iterations > 0:
+        tex = fit_to_photos(tex, covered, mesh, frames, cfg.texture_fit_iterations, cfg.downscale)
+    return to_uint8_srgb(resize(tex, size))
+
+
+def _material(fit: PbrFit, mesh: Mesh, size: int, surface: Surface, ao: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Base colour (sRGB) and ORM maps of one LOD from the material field, padded."""
+    frags = texel_fragments(mesh, size)
+    hit = frags.tri >= 0
+    pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
+    nrm = interpolate(mesh.normals, mesh.faces, frags)[hit]
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+    on, _, _ = project_guarded(surface, pos, nrm, 0.03 * mesh.bbox_diagonal())
+    base, orm = bake_material_maps(fit, on, ao[hit])
+    out_b = np.zeros((size, size, 3), np.float32)
+    out_o = np.zeros((size, size, 3), np.float32)
+    out_b[hit], out_o[hit] = base, orm
+    return to_uint8_srgb(pad_texture(out_b, hit)), to_uint8_srgb(pad_texture(out_o, hit))
