@@ -67,13 +67,19 @@ def analytic_surface() -> Surface:
 
 
 def lod0_mesh(triangles: int) -> Mesh:
-    res = int(round(230 * (triangles / 200_000) ** 0.5))  # ~200k triangles at res 230 for this shape
+    """Marching cubes of the field, at the grid resolution that gives about `triangles` (the count
+    grows with res², so one coarse pass calibrates it)."""
+    res = int(round(64 * (triangles / _marching(64).n_triangles) ** 0.5))
+    mesh = _marching(res)
+    mesh.normals = vertex_normals(mesh.vertices, mesh.faces)
+    return mesh
+
+
+def _marching(res: int) -> Mesh:
     g = (np.arange(res) + 0.5) / res * 2.0 - 1.0
     f = np.stack([_field(np.stack(np.meshgrid(g, [y], g, indexing="ij"), -1)[:, 0])[0] for y in g], 1)
     v, faces, _, _ = marching_cubes(f, 0.0)
-    mesh = Mesh(((v + 0.5) / res * 2.0 - 1.0).astype(np.float32), faces.astype(np.int64))
-    mesh.normals = vertex_normals(mesh.vertices, mesh.faces)
-    return mesh
+    return Mesh(((v + 0.5) / res * 2.0 - 1.0).astype(np.float32), faces.astype(np.int64))
 
 
 def timed(fn, *args, **kwargs):
