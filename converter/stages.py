@@ -98,6 +98,7 @@ def export_stage(run: Run, asset: BakedAsset) -> dict:
             assert_valid(run.output)
         except Exception:
             run.output.unlink(missing_ok=True)  # never leave an invalid asset behind
+            run.output.with_suffix(".hdr").unlink(missing_ok=True)
             raise
     run.reporter.end("export", bytes=summary.get("bytes"))
     return summary

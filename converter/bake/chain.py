@@ -17,7 +17,7 @@ from ..mesh import Mesh
 from .ao import bake_ao
 from .asset import EnvLight, Lod, MaterialMaps
 from .envlight import sh9, to_equirect
-from .lod import lod_chain, lod_texture_sizes, screen_coverages
+from .lod import DEFAULT_RATIOS, lod_chain, lod_texture_sizes, screen_coverages
 from .normalmap import bake_normal_map, project_guarded
 from .pbr import PbrFit, bake_material_maps, fit_pbr, gather_samples
 from .surface import Surface
@@ -39,7 +39,8 @@ class BakeResult:
 def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config,
               progress: Progress | None = None) -> BakeResult:
     say = progress or (lambda *_: None)
-    meshes = lod_chain(mesh, cfg.lods)
+    # beyond the default 4 levels, keep quartering the triangle count
+    meshes = lod_chain(mesh, cfg.lods, ratios=tuple(0.25 ** k for k in range(cfg.lods)) if cfg.lods > 4 else DEFAULT_RATIOS)
     sizes = lod_texture_sizes(cfg.texture_size, len(meshes))
     coverage = screen_coverages(meshes)
     uv_meshes = []

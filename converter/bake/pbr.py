@@ -30,11 +30,13 @@ from ..fields.hashgrid import HashGrid, HashGridConfig
 from ..fields.layers import mlp
 from ..mesh import Mesh
 from ..render.raster import rasterize_view
-from .envlight import SGLight
+from .envlight import SGLight, fibonacci_sphere
 from .surface import Surface, project
 from .texture import interpolate
+from .visibility import visibility
 
 MIN_ROUGHNESS = 0.08
+LOBES = 128  # light lobes: a sun needs a few sharp ones near it, the sky many broad ones
 
 
 @dataclass
@@ -46,15 +48,21 @@ class PixelSamples:
     view: np.ndarray  # (P, 3) unit, towards the camera
     rgb: np.ndarray  # (P, 3) linear
     ao: np.ndarray  # (P,) ambient occlusion, 1 = open
+    vis: np.ndarray | None = None  # (P, K) float16 visibility of each light lobe's axis
 
 
 @dataclass
 class PbrWeights:
     light_white: float = 0.05
     albedo_smooth: float = 0.02
-    roughness_smooth: float = 0.05
+    roughness_smooth: float = 0.01
     metallic_binary: float = 0.01
     jitter: float = 0.01  # neighbour distance of the smoothness terms, in box units
+    # Share of the steps with roughness held at 0.5 and no metal. Why: a blurry light with a glossy
+    # material and a sharp light with a rough one make the same highlights; the roughness moves
+    # faster than the light's lobes sharpen, so left free from the start every surface came out
+    # glossy (0.18 everywhere on a 0.6-rough object) and highlights too hot under a new light.
+    light_first: float = 0.4
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -71,10 +79,13 @@ def linear_to_srgb(c):
 
 
 def gather_samples(mesh: Mesh, frames: list[Frame], surface: Surface, downscale: int = 1,
-                   ao: Callable[[np.ndarray], np.ndarray] | None = None, max_views: int = 60) -> PixelSamples:
+                   ao: Callable[[np.ndarray], np.ndarray] | None = None, max_views: int = 60,
+                   lobes: int | None = LOBES) -> PixelSamples:
     """Every object pixel the mesh covers in (up to `max_views` of) the photos.
 
     `ao(uv)` looks up the LOD0 occlusion map at (P, 2) uvs; without it the surface counts as open.
+    With `lobes`, each pixel's visibility of the light lobes' axes is traced against `mesh`
+    (shadows), which then replaces the occlusion in the fit.
     """
     if len(frames) > max_views:
         frames = [frames[i] for i in np.linspace(0, len(frames) - 1, max_views).astype(int)]
@@ -95,8 +106,9 @@ def gather_samples(mesh: Mesh, frames: list[Frame], surface: Surface, downscale:
     points, normals = project(surface, p, iterations=2)
     uv = np.concatenate(uvs).astype(np.float32)
     occl = ao(uv) if ao is not None else np.ones(len(p), np.float32)
+    vis = visibility(points, normals, mesh, fibonacci_sphere(lobes)) if lobes else None
     return PixelSamples(points, normals.astype(np.float32), np.concatenate(view).astype(np.float32),
-                        np.concatenate(rgb), occl.astype(np.float32))
+                        np.concatenate(rgb), occl.astype(np.float32), vis)
 
 
 class MaterialField(nn.Module):
@@ -116,11 +128,13 @@ class MaterialField(nn.Module):
         return albedo, roughness, torch.sigmoid(h[:, 4])
 
 
-def shade(light: SGLight, albedo, roughness, metallic, n, v, ao) -> torch.Tensor:
-    """Linear radiance towards v: Lambert + GGX under the SG environment, times occlusion."""
-    diffuse = albedo * (1 - metallic)[:, None] / math.pi * light.irradiance(n)
+def shade(light: SGLight, albedo, roughness, metallic, n, v, ao, vis=None) -> torch.Tensor:
+    """Linear radiance towards v: Lambert + GGX under the SG environment, with each lobe's
+    visibility (shadows) when given, else times the ambient occlusion."""
+    diffuse = albedo * (1 - metallic)[:, None] / math.pi * light.irradiance(n, vis)
     f0 = 0.04 * (1 - metallic)[:, None] + albedo * metallic[:, None]
-    return (diffuse + light.specular(n, v, roughness, f0)) * ao[:, None]
+    out = diffuse + light.specular(n, v, roughness, f0, vis)
+    return out if vis is not None else out * ao[:, None]
 
 
 @dataclass
@@ -150,20 +164,23 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
     torch.manual_seed(seed)
     mean_rgb = float(samples.rgb.mean())
     # start: grey albedo 0.5 under a uniform light that reproduces the photos' mean brightness
-    light = SGLight(radiance=max(mean_rgb / 0.5 / max(float(samples.ao.mean()), 0.3), 1e-3))
+    lobes = samples.vis.shape[1] if samples.vis is not None else LOBES
+    light = SGLight(lobes, radiance=max(mean_rgb / 0.5 / max(float(samples.ao.mean()), 0.3), 1e-3), sharpness=16.0)
     fit = PbrFit(light, MaterialField(), np.asarray(lo, np.float32), float(scale))
     data = {k: torch.from_numpy(getattr(samples, k)) for k in ("points", "normals", "view", "rgb", "ao")}
+    if samples.vis is not None:
+        data["vis"] = torch.from_numpy(samples.vis)
     data["unit"] = fit._unit(samples.points)
     opt = torch.optim.Adam([{"params": fit.material.grid.parameters(), "eps": 1e-15},
                             {"params": fit.material.net.parameters()},
-                            {"params": light.parameters(), "lr": lr * 0.5}], lr=lr, betas=(0.9, 0.99))
+                            {"params": light.parameters()}], lr=lr, betas=(0.9, 0.99))
     target_srgb = linear_to_srgb(data["rgb"]).clamp(0, 1)
     n = len(samples.points)
     for step in range(steps):
-        for g, base in zip(opt.param_groups, (lr, lr, lr * 0.5)):
-            g["lr"] = base * 0.1 ** (step / steps)
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.1 ** (step / steps)
         idx = torch.randint(0, n, (min(batch, n),))
-        loss, record = _loss(fit, data, target_srgb, idx, weights)
+        loss, record = _loss(fit, data, target_srgb, idx, weights, light_first=step < weights.light_first * steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -174,10 +191,14 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
     return fit
 
 
-def _loss(fit: PbrFit, data: dict, target_srgb: torch.Tensor, idx: torch.Tensor, w: PbrWeights):
+def _loss(fit: PbrFit, data: dict, target_srgb: torch.Tensor, idx: torch.Tensor, w: PbrWeights,
+          light_first: bool = False):
     x = data["unit"][idx]
     albedo, rough, metal = fit.material(x)
-    pred = shade(fit.light, albedo, rough, metal, data["normals"][idx], data["view"][idx], data["ao"][idx])
+    if light_first:  # a fixed, mid roughness: highlights must first be explained by the light's shape
+        rough, metal = torch.full_like(rough, 0.5), torch.zeros_like(metal)
+    vis = data["vis"][idx].float() if "vis" in data else None
+    pred = shade(fit.light, albedo, rough, metal, data["normals"][idx], data["view"][idx], data["ao"][idx], vis)
     rgb = torch.nn.functional.mse_loss(linear_to_srgb(pred).clamp(max=1.0), target_srgb[idx])
     xn = (x + torch.randn_like(x) * w.jitter).clamp(0, 1)
     a2, r2, _ = fit.material(xn)
