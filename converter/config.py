@@ -49,7 +49,7 @@ class Config:
     texture_size: int = 2048  # LOD0's maps; each lower LOD halves it (bake.lod.lod_texture_sizes)
     lods: int = 4  # LOD0 + 3 coarser levels at ~25 / 6 / 1.5 % of its triangles
     pbr: bool = True  # estimate light + PBR material (and bake normal/ORM maps); off: captured look only
-    pbr_steps: int = 1000  # material + light fit iterations
+    pbr_steps: int = 1500  # material + light fit iterations
     texture_fit_iterations: int = 4  # least-squares fit to the training photos (0: field colour only)
 
     def replace(self, **changes) -> Config:

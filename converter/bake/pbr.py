@@ -54,7 +54,7 @@ class PixelSamples:
 @dataclass
 class PbrWeights:
     light_white: float = 0.05
-    albedo_smooth: float = 0.02
+    albedo_smooth: float = 0.005
     roughness_smooth: float = 0.01
     metallic_binary: float = 0.01
     jitter: float = 0.01  # neighbour distance of the smoothness terms, in box units
