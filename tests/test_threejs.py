@@ -9,7 +9,6 @@ Chromium, playwright or three.js are missing; scripts/test.sh installs all three
 from __future__ import annotations
 
 import functools
-import importlib.util
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -43,12 +42,10 @@ def _chromium() -> str:
 
 
 def _samples():
-    spec = importlib.util.spec_from_file_location("_nrconvert_pbr_samples_web",
-                                                  REPO / "tests" / "test_export_pbr.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The PBR sample assets of the export tests (same package)."""
+    from . import test_export_pbr
+
+    return test_export_pbr
 
 
 class _Handler(SimpleHTTPRequestHandler):
