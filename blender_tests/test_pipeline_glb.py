@@ -31,16 +31,18 @@ def pipeline_glb(tmp_path_factory) -> Path:
 def test_blender_imports_pipeline_glb(pipeline_glb, import_glb, blender_utils):
     objects = import_glb(pipeline_glb)
     meshes = [o for o in objects if o.type == "MESH"]
-    assert len(meshes) == 1
+    names = sorted(o.name for o in meshes)
+    assert [n[-5:] for n in names] == ["_LOD0", "_LOD1"], names  # tiny preset: a 2-level chain
+    lod0 = next(o for o in meshes if o.name.endswith("_LOD0"))
     metrics = json.loads(pipeline_glb.with_suffix(".report").joinpath("metrics.json").read_text())
-    assert blender_utils.triangle_count(meshes[0]) == metrics["triangles"]
-    material = meshes[0].data.materials[0]
+    assert blender_utils.triangle_count(lod0) == metrics["triangles"]
+    material = lod0.data.materials[0]
     images = blender_utils.shader_image_nodes(material)
-    assert len(images) == 1, "the baked colour texture must feed the shader"
-    size = tuple(images[0].image.size)
-    assert size == (256, 256)
-    rgb = blender_utils.image_rgb8(images[0].image)
-    assert rgb.reshape(-1, 3).std(0).mean() > 10, "texture is flat"
+    assert len(images) >= 3, "base colour, ORM and normal map must all feed the shader"
+    assert all(tuple(i.image.size) == (256, 256) for i in images)
+    rgb = [blender_utils.image_rgb8(i.image) for i in images]
+    assert max(x.reshape(-1, 3).std(0).mean() for x in rgb) > 10, "every map is flat"
+    meshes = [lod0]
     # Blender turns the Y-up GLB back into the Z-up capture frame: the object sits at the origin
     verts = blender_utils.world_vertices(meshes[0])
     assert np.abs(verts.mean(0)).max() < 0.3
