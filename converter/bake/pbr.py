@@ -173,7 +173,7 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
     data["unit"] = fit._unit(samples.points)
     opt = torch.optim.Adam([{"params": fit.material.grid.parameters(), "eps": 1e-15},
                             {"params": fit.material.net.parameters()},
-                            {"params": light.parameters()}], lr=lr, betas=(0.9, 0.99))
+                            {"params": light.parameters()}], lr=lr, betas=(0.9, 0.99), fused=True)
     target_srgb = linear_to_srgb(data["rgb"]).clamp(0, 1)
     n = len(samples.points)
     for step in range(steps):
