@@ -114,3 +114,12 @@ def test_bad_setting_exit_code(tiny_capture, tmp_path):
     res = run_cli(str(tiny_capture), "-o", str(tmp_path / "x.glb"), "--set", "no_such_knob=1")
     assert res.returncode == 2
     assert "no_such_knob" in res.stderr
+
+
+@pytest.mark.parametrize("args, words", [(["--texture-size", "1000"], "power of two"),
+                                         (["--lods", "0"], "--lods must be at least 1")])
+def test_bad_bake_options_exit_code(tiny_capture, tmp_path, args, words):
+    res = run_cli(str(tiny_capture), "-o", str(tmp_path / "x.glb"), "--preset", "tiny", *args)
+    assert res.returncode == 2
+    assert words in res.stderr
+    assert not (tmp_path / "x.glb").exists()
