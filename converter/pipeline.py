@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-from PIL import Image
 
 
 from .capture.model import Capture
@@ -135,11 +133,3 @@ def capture_summary(capture: Capture) -> dict:
         "resolution": [capture.frames[0].width, capture.frames[0].height] if capture.frames else None,
         "gt_mesh": str(capture.gt_mesh_path) if capture.gt_mesh_path else None,
     }
-
-
-def save_texture(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(rgb).save(tmp, format="PNG")
-    tmp.replace(path)
-
-

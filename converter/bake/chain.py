@@ -1,7 +1,7 @@
 """The bake stage's work: LOD chain, one atlas per LOD, every map, the light, in that order.
 
-Order matters: LOD0's occlusion is baked before the material fit (the fit multiplies shading by
-it, so the albedo does not keep the shadows the renderer adds again), and every LOD reads its
+Order matters: the material fit sees every photo pixel's visibility of the light (shadow maps of
+LOD0), so the albedo does not keep the shadows the renderer adds again; then every LOD reads its
 maps off the same high-detail surface and the same material field, so levels agree.
 """
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Why on the mesh and not in the field: the asset is what gets relit, so the material is fitted on
 the very surface the renderer will shade (positions and normals of the high-detail surface, seen
 through the rasterizer), under a shading model close to glTF's (Lambert + GGX, Schlick Fresnel
-with F0 = 0.04 for dielectrics). What the model leaves out, shadowing, is put back with the
-baked ambient occlusion, so the albedo does not absorb the darkening that the renderer adds again.
+with F0 = 0.04 for dielectrics), with each pixel's visibility of each light lobe from shadow maps
+(bake.visibility), so the albedo does not absorb the shadows that the renderer casts again.
 
 Why a 3D material field (hash grid + tiny MLP) rather than texels: one fit serves every LOD
 (each LOD's texels look it up at their point on the surface), and the hash grid's coarse levels
