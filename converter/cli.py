@@ -15,7 +15,7 @@ from .errors import NrcError, UsageError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a capture (photos + poses) into a production glTF asset.")
 console = Console(stderr=True)
-COMMANDS = {"convert", "synth", "validate", "build-ext", "version", "--help", "-h"}
+COMMANDS = {"convert", "synth", "validate", "render", "build-ext", "version", "--help", "-h"}
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -35,11 +35,12 @@ def convert(
     preset: str = typer.Option("balanced", help="tiny | fast | balanced | quality"),
     workdir: Optional[Path] = typer.Option(None, help="Stage outputs (default: OUTPUT.work/ next to the GLB)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse finished stages in the work folder."),
-    redo: Optional[str] = typer.Option(None, help="Re-run this stage and the ones after it: train|extract|bake|export."),
+    redo: Optional[str] = typer.Option(None, help="Re-run this stage and the ones after it: train|extract|bake|neural|export."),
     lods: Optional[int] = typer.Option(None, "--lods", help="LOD levels including LOD0 (default 4; 1 = no chain)."),
     texture_size: Optional[int] = typer.Option(None, "--texture-size",
                                                help="LOD0 texture side, a power of two (default 2048; LODs halve it)."),
     pbr: bool = typer.Option(True, help="Estimate light + PBR material; --no-pbr ships the captured look only."),
+    neural: bool = typer.Option(True, help="Distil the view-dependent look into a neural material (NRC_neural_material)."),
     set_: list[str] = typer.Option([], "--set", help="Override any setting, e.g. --set steps=4000."),
     validate: bool = typer.Option(True, help="Check the GLB with the Khronos glTF-Validator."),
     progress: str = typer.Option("rich", help="rich | json | none"),
@@ -62,6 +63,8 @@ def convert(
         overrides["texture_size"] = str(texture_size)
     if not pbr:
         overrides["pbr"] = "false"
+    if not neural:
+        overrides["neural"] = "false"
     try:
         cfg = make_config(preset, overrides)
     except (KeyError, ValueError) as exc:
@@ -106,7 +109,7 @@ def _summary(result, mode: str) -> None:
 @app.command()
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to write the capture into."),
-    object: str = typer.Option("suzanne", help="suzanne | suzanne_specular | torus_knot | box"),
+    object: str = typer.Option("suzanne", help="suzanne | suzanne_specular | torus_knot | box | materials"),
     preset: str = typer.Option("tiny", help="tiny | standard | large"),
     seed: int = typer.Option(0),
     background: str = typer.Option("transparent", help="transparent (RGBA, masked) | opaque (HDRI behind)"),
@@ -139,6 +142,22 @@ def validate_cmd(glb: Path = typer.Argument(..., help="GLB file to check.")) -> 
     print(report.format())
     if not report.ok:
         raise ValidationError(f"{report.errors} error(s)", path=str(glb))
+
+
+@app.command()
+def render(
+    glb: Path = typer.Argument(..., help="An nrconvert GLB."),
+    camera: Path = typer.Option(..., "--camera", help="transforms.json-style file with the camera(s), capture frame."),
+    frame: int = typer.Option(0, "--frame", help="Which camera of that file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .png (RGBA, alpha = coverage)."),
+    look: str = typer.Option("neural", help="neural (NRC_neural_material) | captured (unlit texture)"),
+    lod: int = typer.Option(0, "--lod", help="Which LOD to render."),
+    downscale: int = typer.Option(1, "--downscale", help="Render at the camera's size divided by this."),
+) -> None:
+    """Render an asset with the reference decoders: the ground truth for every other viewer."""
+    from .render.render_cli import render_to_png
+
+    print(f"Saved: {render_to_png(glb, camera, frame, output, look=look, lod=lod, downscale=downscale)}")
 
 
 @app.command("build-ext")

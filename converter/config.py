@@ -51,6 +51,9 @@ class Config:
     pbr: bool = True  # estimate light + PBR material (and bake normal/ORM maps); off: captured look only
     pbr_steps: int = 1500  # material + light fit iterations
     texture_fit_iterations: int = 4  # least-squares fit to the training photos (0: field colour only)
+    neural: bool = True  # distil the view-dependent captured look (NRC_neural_material)
+    neural_steps: int = 2000  # LOD0's distillation iterations; lower LODs get a third
+    neural_field_views: int = 40  # field renders from cameras between the photos, as extra supervision
 
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
@@ -59,10 +62,12 @@ class Config:
 PRESETS: dict[str, dict] = {
     "tiny": dict(steps=400, time_budget_s=300, batch_rays=2048, hash_levels=8, hash_log2_table=15,
                  hash_max_resolution=256, march_steps=192, occupancy_res=48, eval_every=0,
-                 mc_resolution=96, max_triangles=8000, texture_size=256, lods=2, pbr_steps=200),
+                 mc_resolution=96, max_triangles=8000, texture_size=256, lods=2, pbr_steps=200,
+                 neural_steps=200, neural_field_views=4),
     "fast": dict(steps=1200, time_budget_s=150, hash_levels=12, hash_log2_table=18,
                  hash_max_resolution=1024, march_steps=384, mc_resolution=192, max_triangles=40_000,
-                 texture_size=1024, pbr_steps=600),
+                 texture_size=1024, pbr_steps=600,
+                 neural_steps=800, neural_field_views=16),
     "balanced": dict(),
     "quality": dict(steps=8000, time_budget_s=1800, batch_rays=8192, march_steps=768,
                     mc_resolution=384, max_triangles=200_000, texture_size=2048),

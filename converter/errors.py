@@ -61,3 +61,9 @@ class DependencyError(NrcError):
     """An optional dependency (bpy, node, gltf-validator) is missing for the asked command."""
 
     exit_code = 8
+
+
+class AssetError(NrcError):
+    """An input GLB (for `nrconvert render`) is missing, truncated or malformed."""
+
+    exit_code = 9

@@ -18,7 +18,7 @@ from .checkpoint import write_json
 from .config import Config
 from .errors import OutputError
 
-STAGES = ("train", "extract", "bake", "export")
+STAGES = ("train", "extract", "bake", "neural", "export")
 
 
 class Reporter(Protocol):
@@ -91,7 +91,7 @@ def convert(run: Run) -> RunResult:
     """Capture folder → GLB + report, the whole chain."""
     from .capture.load import load_capture
     from .metrics.report import write_report
-    from .stages import bake_stage, export_stage, extract_stage, metrics_stage, train_stage
+    from .stages import bake_stage, export_stage, extract_stage, metrics_stage, neural_stage, train_stage
 
     check_output(run)
     timings: dict[str, float] = {}
@@ -103,6 +103,7 @@ def convert(run: Run) -> RunResult:
     tf, timings["train"] = _timed(train_stage, run, capture)
     mesh, timings["extract"] = _timed(extract_stage, run, capture, tf)
     asset, timings["bake"] = _timed(bake_stage, run, capture, tf, mesh)
+    asset, timings["neural"] = _timed(neural_stage, run, capture, tf, asset)
     metrics, timings["metrics"] = _timed(metrics_stage, run, capture, tf, asset)
     asset.metadata["metrics"] = _headline(metrics)
     summary, timings["export"] = _timed(export_stage, run, asset)

@@ -81,6 +81,26 @@ def bake_stage(run: Run, capture: Capture, tf: TrainedField, mesh) -> BakedAsset
     return _asset(capture, result.lods, result.light)
 
 
+def neural_stage(run: Run, capture: Capture, tf: TrainedField, asset: BakedAsset) -> BakedAsset:
+    """Distil the captured look into each LOD's neural material (work/neural/)."""
+    from .bake.neural_chain import distill_lods, load_neural, save_neural
+
+    if not run.cfg.neural:
+        return asset
+    folder = run.workdir / "neural"
+    if run.cached("neural", folder / "neural.json"):
+        materials = load_neural(folder)
+    else:
+        run.reporter.start("neural", None)
+        materials, history = distill_lods(tf, asset.lods, capture.train, capture.up_axis, run.cfg,
+                                          progress=lambda what, d, t: run.reporter.update("neural", d, t, step=what))
+        save_neural(folder, materials, history)
+        run.reporter.end("neural", feature_sizes=[h["feature_size"] for h in history])
+    for lod, mat in zip(asset.lods, materials):
+        lod.maps.neural = mat
+    return asset
+
+
 def _asset(capture: Capture, lods: list[Lod], light) -> BakedAsset:
     return BakedAsset(lods=lods, up_axis=capture.up_axis, cameras=capture.frames, light=light,
                       metadata={"name": Path(capture.root).name or "nrconvert_asset",
@@ -114,4 +134,4 @@ def metrics_stage(run: Run, capture: Capture, tf: TrainedField, asset: BakedAsse
     return metrics
 
 
-__all__ = ["bake_stage", "export_stage", "extract_stage", "metrics_stage", "train_stage"]
+__all__ = ["bake_stage", "export_stage", "extract_stage", "metrics_stage", "neural_stage", "train_stage"]

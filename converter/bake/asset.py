@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..capture.model import Frame
+from ..export.neural import NeuralMaterial
 from ..mesh import Mesh
 
 
@@ -26,6 +27,7 @@ class MaterialMaps:
     base_color: np.ndarray | None = None  # sRGB albedo
     orm: np.ndarray | None = None  # linear: R occlusion, G roughness, B metallic
     normal: np.ndarray | None = None  # tangent space, (x, y, z) -> (r, g, b) = 0.5 * v + 0.5, +Y = image up
+    neural: NeuralMaterial | None = None  # view-dependent captured look (NRC_neural_material)
 
     @property
     def size(self) -> tuple[int, int]:

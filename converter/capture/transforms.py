@@ -355,3 +355,9 @@ def _bounds(value: Any, source: Path) -> np.ndarray:
     if b.shape != (2, 3) or not np.isfinite(b).all() or (b[0] > b[1]).any():
         raise CaptureError("nrconvert.bounds: expected [[xmin, ymin, zmin], [xmax, ymax, zmax]]", path=str(source))
     return b
+
+
+def load_cameras(path: Path) -> list[Frame]:
+    """Every frame of one transforms file, in file order, whatever split it declares (renderers
+    pick cameras by index)."""
+    return _load_files([(Path(os.path.abspath(path)), "train")], test_every=8).frames

@@ -27,6 +27,7 @@ from ..errors import OutputError
 from .container import Blob, atomic_write, pack_glb
 from .frames import capture_to_gltf_matrix, pose_to_gltf, pose_to_trs
 from .hdr import hdr_bytes
+from .neural import EXTENSION as NEURAL
 from .lod import MSFT_LOD, add_lod_mesh, add_lod_nodes, check_coverage, lod_suffix
 from .materials import (
     UNLIT,
@@ -114,6 +115,8 @@ def build_gltf(asset: BakedAsset, *, version: str, hdr_uri: str | None = None
         gltf.extensions = variants_root()
     if n > 1:
         used.append(MSFT_LOD)
+    if any(lod.maps.neural is not None for lod in asset.lods):
+        used.append(NEURAL)  # never in extensionsRequired: the unlit texture is the fallback
     gltf.extensionsUsed = used
     data = blob.data()
     gltf.buffers.append(gl.Buffer(byteLength=len(data)))
@@ -167,6 +170,13 @@ def _check_lod(lod: Lod, k: int) -> None:
     for key in ("base_color", "orm", "normal"):
         if getattr(lod.maps, key) is not None:
             _check_image(getattr(lod.maps, key), f"{at}.maps.{key}")
+    nm = lod.maps.neural
+    if nm is not None:
+        feats = np.asarray(nm.features)
+        if feats.ndim != 3 or feats.shape[2] != 8 or feats.dtype != np.uint8 or min(feats.shape[:2]) < 1:
+            raise ValueError(f"{at}.maps.neural.features must be (H, W, 8) uint8, got {feats.shape} {feats.dtype}")
+        if not all(np.isfinite(layer.weights).all() and np.isfinite(layer.bias).all() for layer in nm.layers):
+            raise ValueError(f"{at}.maps.neural has non-finite MLP weights")
 
 
 def _check_light(light: EnvLight) -> None:

@@ -16,16 +16,18 @@ from PIL import Image
 
 from ..bake.asset import MaterialMaps
 from .container import Blob
+from .neural import EXTENSION as NEURAL, NeuralMaterial
 
 UNLIT = "KHR_materials_unlit"
 VARIANTS = "KHR_materials_variants"
 CAPTURED_VARIANT = "captured"
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an (H, W, 3) uint8 image (colour space is the material slot's business)."""
+def encode_png(img: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W, 3 or 4) uint8 image (colour space is the material slot's business)."""
     out = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(out, format="PNG")
+    Image.fromarray(np.ascontiguousarray(img), mode="RGBA" if img.shape[2] == 4 else "RGB").save(
+        out, format="PNG", optimize=img.shape[2] == 4)
     return out.getvalue()
 
 
@@ -42,22 +44,49 @@ def _sampler(gltf: gl.GLTF2) -> int:
     return 0
 
 
-def add_texture(gltf: gl.GLTF2, blob: Blob, rgb: np.ndarray, name: str) -> int:
-    """Embed `rgb` as a PNG image and return the index of a texture reading it."""
-    view = blob.view(encode_png(rgb))
+def _data_sampler(gltf: gl.GLTF2) -> int:
+    """Bilinear without mipmaps, clamped: feature textures are data the decoder was trained to
+    read at one resolution, and averaging features is not averaging colours."""
+    for i, s in enumerate(gltf.samplers):
+        if s.minFilter == gl.LINEAR and s.magFilter == gl.LINEAR:
+            return i
+    _sampler(gltf)
+    gltf.samplers.append(gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR,
+                                    wrapS=gl.CLAMP_TO_EDGE, wrapT=gl.CLAMP_TO_EDGE))
+    return len(gltf.samplers) - 1
+
+
+def add_texture(gltf: gl.GLTF2, blob: Blob, img: np.ndarray, name: str, sampler: int | None = None) -> int:
+    """Embed `img` as a PNG image and return the index of a texture reading it."""
+    view = blob.view(encode_png(img))
     gltf.images.append(gl.Image(name=name, bufferView=view, mimeType=gl.IMAGEPNG))
-    gltf.textures.append(gl.Texture(sampler=_sampler(gltf), source=len(gltf.images) - 1, name=name))
+    gltf.textures.append(gl.Texture(sampler=_sampler(gltf) if sampler is None else sampler,
+                                    source=len(gltf.images) - 1, name=name))
     return len(gltf.textures) - 1
 
 
-def add_captured_material(gltf: gl.GLTF2, blob: Blob, captured: np.ndarray, suffix: str) -> int:
+def neural_extension(gltf: gl.GLTF2, blob: Blob, neural: NeuralMaterial, suffix: str) -> dict:
+    """`NRC_neural_material` JSON with its two feature textures embedded."""
+    a, b = neural.textures()
+    sampler = _data_sampler(gltf)
+    ids = (add_texture(gltf, blob, a, f"features0{suffix}", sampler),
+           add_texture(gltf, blob, b, f"features1{suffix}", sampler))
+    return neural.to_json(ids)
+
+
+def add_captured_material(gltf: gl.GLTF2, blob: Blob, captured: np.ndarray, suffix: str,
+                          neural: NeuralMaterial | None = None) -> int:
     """Unlit material over the photo-lit texture; the PBR block keeps viewers without the unlit
-    extension close to it (no metal, fully rough)."""
+    extension close to it (no metal, fully rough). With a neural material, readers that know
+    `NRC_neural_material` decode it instead; the unlit texture is everyone else's fallback."""
     tex = add_texture(gltf, blob, captured, f"captured{suffix}")
     pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=tex, texCoord=0),
                                   metallicFactor=0.0, roughnessFactor=1.0)
+    extensions = {UNLIT: {}}
+    if neural is not None:
+        extensions[NEURAL] = neural_extension(gltf, blob, neural, suffix)
     gltf.materials.append(gl.Material(name=f"captured{suffix}", pbrMetallicRoughness=pbr,
-                                      extensions={UNLIT: {}}))
+                                      extensions=extensions))
     return len(gltf.materials) - 1
 
 
@@ -87,9 +116,9 @@ def add_lod_materials(gltf: gl.GLTF2, blob: Blob, maps: MaterialMaps, suffix: st
                       ) -> tuple[int, int | None]:
     """(default material, captured-variant material or None) for one LOD's primitive."""
     if not has_pbr(maps):
-        return add_captured_material(gltf, blob, maps.captured, suffix), None
+        return add_captured_material(gltf, blob, maps.captured, suffix, maps.neural), None
     default = add_pbr_material(gltf, blob, maps, suffix)
-    return default, add_captured_material(gltf, blob, maps.captured, suffix)
+    return default, add_captured_material(gltf, blob, maps.captured, suffix, maps.neural)
 
 
 def variant_mapping(material: int) -> dict:

@@ -1,0 +1,4 @@
+"""`python -m nrconvert`: the same CLI as the `nrconvert` script."""
+from .cli import main
+
+main()

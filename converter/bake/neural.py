@@ -1,0 +1,221 @@
+"""Neural material distillation: 8 quantised feature channels per texel + a tiny MLP, fitted
+through the rasterizer to the photos (and to renders of the field from cameras between them).
+
+Why distil instead of baking: a texture holds one colour per texel, so gloss and view-dependent
+colour are lost; the field has them. The decoder sees the view direction, so it can put them back
+at real-time cost. Features are fitted at the resolution the observations support (as the
+captured texture is, see `texture.fit_to_photos`): a 1024² feature atlas fitted to 200 px photos
+copies each view's noise into texels only one view saw.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..capture.images import load_frame_image
+from ..capture.model import Frame
+from ..export.neural import SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATURES, mlp_input_size
+from ..mesh import Mesh
+from ..render.raster import rasterize_view
+from ..render.volume import render_chunked
+from .texture import interpolate, pad_texture
+
+HIDDEN = (12, 12)  # 17 -> 12 -> 12 -> 3: 840 FLOP per pixel (see NeuralMaterial.flops_per_pixel)
+
+
+@dataclass
+class ViewSamples:
+    """Object pixels of some views: where they land in the atlas, how they were seen, their colour."""
+
+    uv: np.ndarray  # (N, 2) float32, glTF convention
+    view: np.ndarray  # (N, 3) float32 unit direction camera -> surface, in the asset (object) frame
+    rgb: np.ndarray  # (N, 3) float32 sRGB
+
+
+def view_samples(mesh: Mesh, frame: Frame, rotation: np.ndarray, downscale: int = 1,
+                 image: tuple[np.ndarray, np.ndarray | None] | None = None) -> ViewSamples:
+    """Samples of one camera: its photo's object pixels the mesh covers, or those of `image`
+    (rgb, alpha) when given (a field render for a camera without a photo)."""
+    frags = rasterize_view(frame, mesh.vertices, mesh.faces, downscale, cull_backfaces=True)
+    hit = frags.tri >= 0
+    rgb, alpha = image if image is not None else load_frame_image(frame, downscale)
+    if alpha is not None:
+        hit &= alpha > 0.5
+    pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
+    d = pos - frame.c2w[:3, 3]
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    uv = interpolate(mesh.uvs, mesh.faces, frags)[hit]
+    return ViewSamples(uv.astype(np.float32), (d @ rotation.T).astype(np.float32), rgb[hit].astype(np.float32))
+
+
+@torch.no_grad()
+def field_image(tf, mesh: Mesh, frame: Frame, downscale: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The field's colour (H, W, 3) and a mask where `mesh` is seen: each ray is marched from just
+    in front of the mesh surface, which skips the empty space a full render pays for."""
+    frags = rasterize_view(frame, mesh.vertices, mesh.faces, downscale, cull_backfaces=True)
+    hit = frags.tri >= 0
+    pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
+    d = pos - frame.c2w[:3, 3]
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    dev = tf.field.log_beta.device
+    o = torch.from_numpy((pos - d * (8 * tf.dt)).astype(np.float32)).to(dev)
+    out = render_chunked(tf.field, tf.occupancy, o, torch.from_numpy(d.astype(np.float32)).to(dev), tf.box,
+                         tf.dt, max_distance=24 * tf.dt)
+    img = np.zeros(hit.shape + (3,), np.float32)
+    img[hit] = (out.rgb / out.opacity.clamp(min=1e-3)[:, None]).clamp(0, 1).cpu().numpy()
+    return img, hit.astype(np.float32)
+
+
+def concat(parts: list[ViewSamples]) -> ViewSamples:
+    return ViewSamples(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("uv", "view", "rgb")))
+
+
+def between_cameras(frames: list[Frame], n: int, seed: int = 0) -> list[Frame]:
+    """`n` cameras halfway between random pairs of neighbouring training cameras (position lerped,
+    looking at the same point the pair looks at), so the field supervises views no photo took."""
+    if n <= 0 or len(frames) < 2:
+        return []
+    rng = np.random.default_rng(seed)
+    centres = np.stack([f.c2w[:3, 3] for f in frames])
+    out = []
+    for i in rng.choice(len(frames), size=n, replace=n > len(frames)):
+        dist = np.linalg.norm(centres - centres[i], axis=1)
+        j = int(np.argsort(dist)[1 + rng.integers(0, min(3, len(frames) - 1))])
+        out.append(_midway(frames[i], frames[j]))
+    return out
+
+
+def _midway(a: Frame, b: Frame) -> Frame:
+    target = _look_point(a) * 0.5 + _look_point(b) * 0.5
+    centre = (a.c2w[:3, 3] + b.c2w[:3, 3]) / 2
+    back = centre - target
+    back /= np.linalg.norm(back)
+    up_hint = a.c2w[:3, 1] + b.c2w[:3, 1]
+    right = np.cross(up_hint, back)
+    right /= np.linalg.norm(right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, np.cross(back, right), back, centre
+    return Frame(a.image_path, c2w, a.fx, a.fy, a.cx, a.cy, a.width, a.height, split="synthetic")
+
+
+def _look_point(f: Frame) -> np.ndarray:
+    """Closest point to the origin along the camera's optical axis (the object sits near it)."""
+    o, d = f.c2w[:3, 3], -f.c2w[:3, 2]
+    return o - d * float(o @ d)
+
+
+def feature_size(n_samples: int, coverage: float, limit: int, per_texel: float = 6.0) -> int:
+    """Power-of-two feature resolution with about `per_texel` observations per covered texel."""
+    texels = n_samples / per_texel / max(coverage, 1e-3)
+    return int(min(limit, 2 ** int(np.round(np.log2(max(np.sqrt(texels), 32))))))
+
+
+def sh2_torch(d: torch.Tensor) -> torch.Tensor:
+    x, y, z = d.unbind(-1)
+    return torch.stack([torch.full_like(x, SH_C0), -SH_C1 * y, SH_C1 * z, -SH_C1 * x,
+                        SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2 * z * z - x * x - y * y),
+                        SH_C2[3] * x * z, SH_C2[4] * (x * x - y * y)], -1)
+
+
+class Decoder(torch.nn.Module):
+    """The trainable twin of `export.neural.decode`: same layout, same quantisation."""
+
+    def __init__(self, size: int, hidden: tuple[int, ...] = HIDDEN, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.features = torch.nn.Parameter(0.5 + 0.05 * torch.randn(1, N_FEATURES, size, size, generator=g))
+        self.scale = torch.nn.Parameter(torch.ones(N_FEATURES))
+        self.offset = torch.nn.Parameter(torch.zeros(N_FEATURES))
+        dims = (mlp_input_size("sh2"),) + tuple(hidden) + (3,)
+        torch.manual_seed(seed)
+        self.mlp = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def quantised(self) -> torch.Tensor:
+        """Features on the 8-bit grid, with straight-through gradients."""
+        f = self.features.clamp(0, 1)
+        return f + (torch.round(f * 255) / 255 - f).detach()
+
+    def forward(self, uv: torch.Tensor, view: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+        feats = self.quantised() if feats is None else feats
+        grid = (uv * 2 - 1)[None, :, None, :]
+        f = F.grid_sample(feats, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        x = torch.cat([f[0, :, :, 0].t() * self.scale + self.offset, sh2_torch(view)], -1)
+        for i, layer in enumerate(self.mlp):
+            x = layer(x)
+            x = torch.relu(x) if i < len(self.mlp) - 1 else torch.sigmoid(x)
+        return x
+
+    def export(self, observed: np.ndarray) -> NeuralMaterial:
+        """The quantised features (padded from observed texels into the rest) and the MLP."""
+        with torch.no_grad():
+            f = self.quantised()[0].permute(1, 2, 0).numpy()
+        f = pad_texture(f, observed)
+        feats = np.clip(np.round(f * 255), 0, 255).astype(np.uint8)
+        layers = [Layer(m.weight.detach().numpy().astype(np.float32), m.bias.detach().numpy().astype(np.float32),
+                        "relu" if i < len(self.mlp) - 1 else "sigmoid") for i, m in enumerate(self.mlp)]
+        return NeuralMaterial(feats, self.scale.detach().numpy().astype(np.float32),
+                              self.offset.detach().numpy().astype(np.float32), layers, "sh2")
+
+
+@dataclass
+class Distilled:
+    material: NeuralMaterial
+    decoder: Decoder  # kept so lower LODs can reuse its MLP
+    history: list[dict]
+
+
+def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
+            batch: int = 16384, lr: float = 0.03, tv: float = 1e-3, seed: int = 0, mlp_lr: float = 1 / 3,
+            progress: Callable[[int, int], None] | None = None) -> Distilled:
+    """Fit features (and, unless `shared` gives a decoder whose MLP to keep, the MLP) to samples.
+
+    MSE in sRGB (the photos' space, where the error we report is measured); total variation on
+    the features spreads colour into texels few samples hit; cosine-decayed Adam.
+    """
+    dec = Decoder(size, seed=seed)
+    groups = [{"params": [dec.features], "lr": lr}]
+    if shared is not None:
+        dec.mlp.load_state_dict(shared.mlp.state_dict())
+        dec.scale.data.copy_(shared.scale.data); dec.offset.data.copy_(shared.offset.data)
+        for p in (*dec.mlp.parameters(), dec.scale, dec.offset):
+            p.requires_grad_(False)
+    else:
+        groups.append({"params": [*dec.mlp.parameters(), dec.scale, dec.offset], "lr": lr * mlp_lr})
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)
+    base = [g["lr"] for g in groups]
+    uv, view, rgb = (torch.from_numpy(getattr(samples, k)) for k in ("uv", "view", "rgb"))
+    g = torch.Generator().manual_seed(seed)
+    history = []
+    for step in range(steps):
+        for grp, b in zip(opt.param_groups, base):
+            grp["lr"] = b * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / steps)))
+        idx = torch.randint(0, len(uv), (min(batch, len(uv)),), generator=g)
+        loss = F.mse_loss(dec(uv[idx], view[idx]), rgb[idx])
+        total = loss + tv * _tv(dec.features)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            history.append({"step": step, "mse": float(loss.detach())})
+            if progress:
+                progress(step + 1, steps)
+    return Distilled(dec.export(observed_texels(samples.uv, size)), dec, history)
+
+
+def _tv(f: torch.Tensor) -> torch.Tensor:
+    return ((f[..., 1:, :] - f[..., :-1, :]) ** 2).mean() + ((f[..., :, 1:] - f[..., :, :-1]) ** 2).mean()
+
+
+def observed_texels(uv: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: texels whose bilinear footprint some sample touched."""
+    x = np.clip(np.floor(uv[:, 0] * size - 0.5), 0, size - 1).astype(np.int64)
+    y = np.clip(np.floor(uv[:, 1] * size - 0.5), 0, size - 1).astype(np.int64)
+    seen = np.zeros((size, size), bool)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            seen[np.minimum(y + dy, size - 1), np.minimum(x + dx, size - 1)] = True
+    return seen
