@@ -137,10 +137,12 @@ def test_glb_carries_the_extension_on_the_captured_variant(neural_glb):
 
 
 def test_glb_with_neural_material_validates(neural_glb, validator_available):  # noqa: F811
-    from nrconvert.export.validate import validate_glb
+    from nrconvert.export.validate import assert_valid
 
-    report = validate_glb(neural_glb[1])
+    report = assert_valid(neural_glb[1])  # raises on any error or unexpected warning
     assert report.errors == 0, report.format()
+    codes = {m["code"] for m in report.messages if m["severity"] == "warning"}
+    assert codes <= {"UNSUPPORTED_EXTENSION", "MULTIPLE_EXTENSIONS"}, codes
 
 
 def test_render_command_writes_the_reference_render(neural_glb, tmp_path):

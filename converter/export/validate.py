@@ -8,6 +8,7 @@ The package is found via `NRCONVERT_GLTF_VALIDATOR` (a node_modules folder), els
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -25,6 +26,10 @@ INSTALL_HINT = ("cd tools/validator && npm install   (or npm install -g gltf-val
 SEVERITIES = {0: "error", 1: "warning", 2: "info", 3: "hint"}
 # Our own extensions (NRC_*) are unknown to the validator: DESIGN.md §4 accepts these warnings.
 DEFAULT_ALLOWED_WARNINGS = ("UNSUPPORTED_EXTENSION", "UNRESERVED_EXTENSION_PREFIX")
+# The `captured` material is unlit *and* carries NRC_neural_material (DESIGN.md §4): the validator
+# flags any extension beside KHR_materials_unlit as possibly incompatible. Only that pairing is
+# accepted, at that exact place.
+_UNLIT_PAIR = re.compile(r"^/materials/\d+/extensions/KHR_materials_unlit$")
 
 
 @dataclass
@@ -145,13 +150,17 @@ def _unrecognised(path: Path, detail: str) -> ValidatorReport:
     return ValidatorReport(path=path, errors=1, warnings=0, infos=0, messages=[msg])
 
 
+def _unlit_pair(message: dict) -> bool:
+    return message["code"] == "MULTIPLE_EXTENSIONS" and bool(_UNLIT_PAIR.match(message.get("pointer") or ""))
+
+
 def assert_valid(path: Path, allow_warnings: tuple[str, ...] = DEFAULT_ALLOWED_WARNINGS
                  ) -> ValidatorReport:
     """Validate and raise ValidationError listing every error and every warning whose code is
     not in `allow_warnings`; returns the report when the file passes."""
     report = validate_glb(path)
     bad = [m for m in report.messages if m["severity"] == "error"
-           or (m["severity"] == "warning" and m["code"] not in allow_warnings)]
+           or (m["severity"] == "warning" and m["code"] not in allow_warnings and not _unlit_pair(m))]
     if bad:
         lines = "\n".join(f"  {m['severity']}: {m['code']} at {m['pointer'] or '/'}: "
                           f"{m['message']}" for m in bad)
