@@ -1,0 +1,348 @@
+"""NRC_neural_material in three.js: the web decoder (converter/export/web/neural_material.js, a
+ShaderMaterial built from the extension's JSON) against the reference decoder, in headless Chromium.
+
+tools/web/neural.html loads a GLB through GLTFLoader with the module's plugin, shows LOD0's
+`captured` variant (where nrconvert puts the extension) and renders it from cameras the test hands
+it; `render.asset_view.render_primitive` renders the same cameras with `export.neural.decode`. The
+spec (docs/neural_material.md, Conformance) asks for >= 35 dB PSNR where both renders cover the
+object. Reuses tests/test_threejs.py's Chromium set-up and skips, saying why, when Chromium,
+playwright or three.js are missing.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import json
+import re
+import struct
+import threading
+from dataclasses import replace
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+import torch
+from nrconvert.bake.neural import Decoder
+from nrconvert.capture.model import Frame
+from nrconvert.export.glb import write_glb
+from nrconvert.export.neural import (
+    EXTENSION,
+    NeuralMaterial,
+    NeuralMaterialError,
+    from_json,
+)
+from nrconvert.export.reader import lod_primitives, read_glb
+from nrconvert.render.asset_view import render_primitive, to_asset_frame
+
+from tests.test_threejs import CHROMIUM_ARGS, REPO, TIMEOUT_MS, WEB, _chromium
+
+pytestmark = pytest.mark.timeout(300)
+PSNR_MIN = 35.0  # docs/neural_material.md, Conformance (web)
+FEATURE_SIZE, CYCLES = 128, 8.0  # LOD0's features; sinusoids of up to 8 cycles over the atlas
+ERODE = 2  # px: silhouette pixels are where the two rasterizers may disagree
+# Moves the whole asset (and the camera with it) in the page: rotation, translation, uniform
+# scale. The image must not change, and the neural look only stays put if the shader takes the
+# view direction in the node's local frame, as the spec says.
+_ANGLE = np.deg2rad(40.0)
+MOVE = np.array([[np.cos(_ANGLE), 0.0, np.sin(_ANGLE), 0.3], [0.0, 1.0, 0.0, -0.2],
+                 [-np.sin(_ANGLE), 0.0, np.cos(_ANGLE), 0.5], [0.0, 0.0, 0.0, 1.0]])
+MOVE[:3, :3] *= 1.6
+
+
+def smooth_material(size: int, seed: int = 0, cycles: float = 1.5) -> NeuralMaterial:
+    """Features that vary smoothly over the atlas (sinusoids with periods of >= size / cycles / 1.4
+    texels: the GPU's 8-bit filtering and its perspective-correct interpolation, where the
+    reference rasterizer interpolates linearly in screen space, barely show) but span their range;
+    an MLP scaled like tests/test_neural_format.py's random decoder, its view inputs more so, so
+    the colour changes strongly with position and with the view direction."""
+    dec = Decoder(size, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    v, u = torch.meshgrid((torch.arange(size) + 0.5) / size, (torch.arange(size) + 0.5) / size, indexing="ij")
+    with torch.no_grad():
+        freq = (torch.rand(8, 2, generator=g) * 2 - 1) * cycles
+        phase = torch.rand(8, generator=g) * 2 * np.pi
+        waves = torch.sin(2 * np.pi * (freq[:, :1, None] * u + freq[:, 1:, None] * v) + phase[:, None, None])
+        dec.features.copy_(0.5 + 0.45 * waves[None])
+        dec.scale.copy_(torch.rand(8, generator=g) * 4 - 2)
+        dec.offset.copy_(torch.rand(8, generator=g) - 0.5)
+        for p in dec.mlp.parameters():
+            p.mul_(3.0)
+        dec.mlp[0].weight[:, 8:] *= 2.0  # the SH inputs
+    return dec.export(np.ones((size, size), bool))
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """OpenGL camera-to-world (looks down -Z, +Y up) at `eye` looking at `target`."""
+    back = (eye - target) / np.linalg.norm(eye - target)
+    right = np.cross(up, back)
+    right /= np.linalg.norm(right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, np.cross(back, right), back, eye
+    return c2w
+
+
+def page_camera(frame: Frame) -> dict:
+    """neural.js's camera: intrinsics plus c2w in the glTF frame (row-major)."""
+    return {"fx": frame.fx, "fy": frame.fy, "cx": frame.cx, "cy": frame.cy, "width": frame.width,
+            "height": frame.height, "c2w": frame.c2w.tolist()}
+
+
+def erode(mask: np.ndarray, r: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(r):
+        p = np.pad(out, 1)
+        out = out & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    mse = float(np.mean((a[mask] - b[mask]) ** 2))
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def rewrite_glb_json(src: Path, dst: Path, edit) -> None:
+    """Copy of a GLB with `edit(doc)` applied to its JSON chunk (the BIN chunk kept as is)."""
+    data = src.read_bytes()
+    n = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + n])
+    edit(doc)
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    rest = data[20 + n:]
+    dst.write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(text) + len(rest))
+                    + struct.pack("<I4s", len(text), b"JSON") + text + rest)
+
+
+class _RepoHandler(SimpleHTTPRequestHandler):
+    """The repository at / (the page imports ../../converter/export/web/neural_material.js) and
+    the test's asset folder at /asset/, quietly."""
+
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map,
+                                                ".js": "text/javascript", ".glb": "model/gltf-binary"}
+
+    def __init__(self, *args, asset_dir: Path, **kwargs):
+        self.asset_dir = asset_dir
+        super().__init__(*args, directory=str(REPO), **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        clean = path.split("?", 1)[0].split("#", 1)[0]
+        if clean.startswith("/asset/"):
+            return str(self.asset_dir / Path(clean[len("/asset/"):]).name)
+        return super().translate_path(path)
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def _broken(path: str, value):
+    """A function that sets ext[path...] = value on the extension JSON and returns it."""
+    def apply(ext: dict) -> dict:
+        *parents, key = path
+        target = ext
+        for k in parents:
+            target = target[k]
+        target[key] = value(target[key]) if callable(value) else value
+        return ext
+    return apply
+
+
+# The spec's malformations (as in tests/test_neural_format.py) and what the message must name
+BREAKAGES = [
+    (_broken(("layers", 0, "weights"), lambda w: w[:-1]), "layers[0].weights"),
+    (_broken(("layers", 1, "activation"), "tanh"), "activation"),
+    (_broken(("layers", 2, "bias"), [0.0, 0.0]), "layers[2].weights"),
+    (_broken(("featureScale",), [1.0] * 7), "featureScale"),
+    (_broken(("featureOffset",), ["a"] * 8), "featureOffset"),
+    (_broken(("viewEncoding",), "sh9"), "viewEncoding"),
+    (_broken(("layers", 0, "bias"), lambda b: [float("nan")] * len(b)), "finite"),
+    (_broken(("layers",), []), "layers"),
+    (_broken(("featureTextures",), [{"index": 0}]), "featureTextures"),
+]
+PARSE_JS = """async (cases) => {
+  const m = await import('/converter/export/web/neural_material.js');
+  return cases.map((ext) => { try { m.parseNeuralExtension(ext); return null; } catch (e) { return e.message; } });
+}"""
+
+
+def _driver_notice(text: str) -> bool:
+    """Chromium's own performance notices about SwiftShader (e.g. "GPU stall due to ReadPixels")."""
+    return "GL Driver Message" in text or "GPU stall" in text
+
+
+def _pixels(view: dict) -> np.ndarray:
+    rgba = np.frombuffer(base64.b64decode(view["rgba"]), np.uint8)
+    return rgba.reshape(view["height"], view["width"], 4)
+
+
+def _open(page, url: str) -> dict:
+    page.goto(url, timeout=TIMEOUT_MS)
+    page.wait_for_function("window.__result !== undefined", timeout=TIMEOUT_MS)
+    return page.evaluate("window.__result")
+
+
+def _render(page, frame: Frame, transform: np.ndarray | None = None, tone_mapped: bool = False) -> dict:
+    return page.evaluate("([c, t, m]) => renderView(c, t, m)",
+                         [page_camera(frame), None if transform is None else transform.tolist(), tone_mapped])
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    """The page's renders of the good GLB (several cameras) and of one with a malformed extension,
+    each page's console warnings/errors and page errors, and the reference renders."""
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    if not (WEB / "node_modules" / "three" / "build" / "three.module.js").is_file():
+        pytest.skip("three.js is not installed: cd tools/web && npm ci")
+    from tests.test_export_pbr import CENTER, make_pbr_asset
+
+    asset = make_pbr_asset(with_light=False)
+    for k, lod in enumerate(asset.lods):
+        lod.maps.neural = smooth_material(FEATURE_SIZE >> k, seed=k, cycles=CYCLES)
+    asset_dir = tmp_path_factory.mktemp("neural_web")
+    write_glb(asset, asset_dir / "neural.glb", version="0.1.0-web-neural-test")
+
+    def break_weights(doc):  # LOD0's layer 0 one weight short: the spec's first malformation
+        for mat in doc["materials"]:
+            if EXTENSION in mat.get("extensions", {}) and mat["name"].endswith("_LOD0"):
+                mat["extensions"][EXTENSION]["layers"][0]["weights"].pop()
+    rewrite_glb_json(asset_dir / "neural.glb", asset_dir / "broken.glb", break_weights)
+
+    up = np.array([0.0, 0.0, 1.0])  # capture frame, Z up
+    oblique = Frame(Path("oblique.png"), look_at(CENTER + [1.4, -1.5, 1.1], CENTER, up),
+                    fx=104.0, fy=92.0, cx=70.5, cy=41.0, width=120, height=88)  # off-centre, fx != fy
+    far = Frame(Path("far.png"), look_at(CENTER + [-2.0, -4.5, 1.5], CENTER, up),
+                fx=100.0, fy=100.0, cx=48.0, cy=36.0, width=96, height=72)  # features minified
+    frames = {name: to_asset_frame(f, asset.up_axis)
+              for name, f in (("capture", asset.cameras[0]), ("oblique", oblique), ("far", far))}
+    ext = asset.lods[0].maps.neural.to_json((0, 1))
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_RepoHandler, asset_dir=asset_dir))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/tools/web/neural.html"
+    out = {"asset": asset, "frames": frames}
+    try:
+        with sync_api.sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium_profile")), executable_path=executable, headless=True,
+                args=CHROMIUM_ARGS, timeout=TIMEOUT_MS)
+            try:
+                for name in ("good", "broken"):
+                    page = context.new_page()
+                    page.set_default_timeout(TIMEOUT_MS)
+                    log: list[str] = []
+                    page.on("console", lambda m, log=log: log.append(f"{m.type}: {m.text}")
+                            if m.type in ("warning", "error") and not _driver_notice(m.text) else None)
+                    page.on("pageerror", lambda e, log=log: log.append(f"pageerror: {e}"))
+                    page.on("requestfailed", lambda r, log=log: log.append(f"request failed: {r.url}"))
+                    query = urlencode({"glb": f"/asset/{'neural' if name == 'good' else 'broken'}.glb",
+                                       "camera": json.dumps(page_camera(frames["capture"]))})
+                    result = _open(page, f"{url}?{query}")
+                    if "error" not in result and name == "good":
+                        views = {k: _render(page, f) for k, f in frames.items()}
+                        # the asset and camera moved together: the same image
+                        views["moved"] = _render(page, frames["capture"], MOVE)
+                        views["tone_mapped"] = _render(page, frames["capture"], tone_mapped=True)
+                        result["views"] = views
+                        result["parse_errors"] = page.evaluate(PARSE_JS, [b(copy.deepcopy(ext)) for b, _ in BREAKAGES])
+                    elif "error" not in result:
+                        result["views"] = {"capture": result.pop("view")}
+                    out[name] = (result, log)
+                    page.close()
+            finally:
+                context.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+    prim = lod_primitives(read_glb(asset_dir / "neural.glb"))[0]
+    out["prim"] = prim
+    out["reference"] = {k: render_primitive(prim, f, "neural") for k, f in frames.items()}
+    out["reference"]["moved"] = out["reference"]["tone_mapped"] = out["reference"]["capture"]
+    return out
+
+
+def _compare(view: dict, ref: tuple[np.ndarray, np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
+    px = _pixels(view)
+    img, hit = ref
+    covered = px[..., 3] > 127
+    both = erode(covered, ERODE) & erode(hit, ERODE)
+    return psnr(px[..., :3] / 255.0, img, both), px, both
+
+
+def test_page_uses_the_neural_shader_without_errors(web):
+    result, log = web["good"]
+    assert "error" not in result, result.get("error")
+    assert log == []  # not even a warning: the extension is well formed
+    assert result["lod"].endswith("_LOD0") and "WebGL 2" in result["renderer"]
+    assert result["variants"] == ["captured"]
+    assert result["material"]["type"] == "ShaderMaterial" and result["material"]["neural"]
+    assert result["material"]["widths"] == [layer.weights.shape[0] for layer in web["prim"].neural.layers]
+    # features are data: bilinear without mipmaps (three's LinearFilter 1006), clamp to edge (1001),
+    # no colour space, not flipped. Settings, because smooth features hide mipmapping in the images.
+    size = [FEATURE_SIZE, FEATURE_SIZE]
+    assert result["material"]["features"] == 2 * [{"minFilter": 1006, "magFilter": 1006, "mipmaps": False,
+                                                   "wrap": [1001, 1001], "colorSpace": "", "flipY": False,
+                                                   "size": size}]
+
+
+@pytest.mark.parametrize("view", ["capture", "oblique", "far", "moved", "tone_mapped"])
+def test_threejs_matches_the_reference_decoder(web, view):
+    result, _ = web["good"]
+    value, px, both = _compare(result["views"][view], web["reference"][view])
+    img, hit = web["reference"][view]
+    covered = px[..., 3] > 127
+    # same silhouette up to edge pixels: a wrong camera (fov, aspect, principal point) shifts it
+    assert (covered ^ hit).sum() <= 0.08 * hit.sum(), ((covered ^ hit).sum(), hit.sum())
+    assert both.sum() > 300  # enough pixels for the PSNR to mean something
+    assert img[both].std(0).max() > 0.12 and px[both][:, :3].std(0).max() > 30  # not flat: a real test
+    print(f"{view}: PSNR three.js vs reference = {value:.2f} dB over {both.sum()} px")
+    assert value >= PSNR_MIN, value
+
+
+def test_the_comparison_would_catch_a_wrong_decoder(web):
+    """The material's look depends enough on the view and on the weight layout that decoding with
+    the SH signs flipped (d -> -d on the odd terms) or the weights read [in][out] misses the bar
+    by far; so passing above means the shader got them right."""
+    result, _ = web["good"]
+    prim, frame = web["prim"], web["frames"]["oblique"]
+    first = prim.neural.layers[0]
+    flipped_w = first.weights.copy()
+    flipped_w[:, 9:12] *= -1  # SH degree 1: -y, z, -x
+    transposed_w = first.weights.ravel().reshape(first.weights.shape[::-1]).T.copy()
+    for weights in (flipped_w, transposed_w):
+        layers = [replace(first, weights=weights), *prim.neural.layers[1:]]
+        wrong = render_primitive(replace(prim, neural=replace(prim.neural, layers=layers)), frame, "neural")
+        value, _, _ = _compare(result["views"]["oblique"], wrong)
+        assert value < PSNR_MIN - 8, value
+
+
+def test_js_parser_refuses_what_the_reference_refuses(web):
+    messages = web["good"][0]["parse_errors"]
+    assert len(messages) == len(BREAKAGES)
+    mat = web["asset"].lods[0].maps.neural
+    for (breakage, field), message in zip(BREAKAGES, messages):
+        assert message is not None and field in message, (field, message)
+        if field != "featureTextures":  # from_json takes the images, not their references
+            with pytest.raises(NeuralMaterialError, match=re.escape(field)):
+                from_json(breakage(copy.deepcopy(mat.to_json((0, 1)))), mat.textures())
+
+
+def test_malformed_extension_warns_and_shows_the_fallback(web):
+    result, log = web["broken"]
+    assert "error" not in result, result.get("error")
+    assert not [line for line in log if not line.startswith("warning: ")], log  # no error, no page error
+    warnings = [line for line in log if EXTENSION in line]
+    assert len(warnings) == 1 and "layers[0].weights" in warnings[0], log
+    assert result["material"]["type"] == "MeshBasicMaterial" and not result["material"]["neural"]
+    px = _pixels(result["views"]["capture"])
+    cap, hit = render_primitive(web["prim"], web["frames"]["capture"], "captured")
+    covered = px[..., 3] > 127
+    assert (covered ^ hit).sum() <= 0.08 * hit.sum()
+    both = erode(covered, ERODE) & erode(hit, ERODE)
+    # the unlit captured texture; three.js filters it with mipmaps, the reference without (30 dB)
+    assert psnr(px[..., :3] / 255.0, cap, both) > 25
