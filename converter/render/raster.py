@@ -18,7 +18,7 @@ from ..kernels import raster as kernels
 @dataclass
 class Fragments:
     tri: np.ndarray  # (H, W) int64, -1 where empty
-    bary: np.ndarray  # (H, W, 3) float32, screen-space linear
+    bary: np.ndarray  # (H, W, 3) float32; rasterize_view makes them perspective-correct
     depth: np.ndarray  # (H, W) float32, inf where empty (0 where covered in UV space)
 
 
@@ -52,7 +52,8 @@ def project(frame: Frame, vertices: np.ndarray, downscale: int = 1) -> tuple[np.
 
 def rasterize_view(frame: Frame, vertices: np.ndarray, faces: np.ndarray, downscale: int = 1,
                    cull_backfaces: bool = False) -> Fragments:
-    """Screen-space fragments of a mesh seen by a capture camera (triangles behind it dropped).
+    """Fragments of a mesh seen by a capture camera (triangles behind it dropped), with
+    perspective-correct barycentrics, as GPU renderers (Blender, WebGL) interpolate attributes.
 
     `cull_backfaces` (closed, outward-wound meshes only) halves the work of texture fitting.
     """
@@ -65,4 +66,8 @@ def rasterize_view(frame: Frame, vertices: np.ndarray, faces: np.ndarray, downsc
     frags = rasterize(p, faces[visible], frame.height // downscale, frame.width // downscale, z)
     ids = np.flatnonzero(visible)
     frags.tri = np.where(frags.tri >= 0, ids[np.maximum(frags.tri, 0)], -1)
+    hit = frags.tri >= 0
+    # screen-space weights b_i become b_i / z_i, renormalised: linear in 3D, not on the screen
+    w = frags.bary[hit] / z[faces[frags.tri[hit]]]
+    frags.bary[hit] = (w / w.sum(1, keepdims=True)).astype(frags.bary.dtype)
     return frags
