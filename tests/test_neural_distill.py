@@ -48,7 +48,7 @@ def test_neural_material_beats_a_texture_on_held_out_views(sphere):
     rng = np.random.default_rng(0)
     train, test = surface_samples(sphere, 200_000, rng), surface_samples(sphere, 20_000, rng)
     size = 64
-    result = distill(train, size, steps=600, batch=8192, seed=0)
+    result = distill(train, size, steps=2000, batch=8192, seed=0)
     mat = result.material
     pred = decode(mat, test.uv, test.view)
     err_neural = np.mean((pred - test.rgb) ** 2)
@@ -78,8 +78,9 @@ def test_unseen_texels_take_their_neighbours_features(sphere):
 
 
 def test_feature_size_follows_the_observations():
-    assert feature_size(4_000_000, 0.5, 1024) == 1024
-    assert feature_size(200_000, 0.5, 1024) == 256
+    assert feature_size(16_000_000, 0.5, 1024) == 1024
+    assert feature_size(4_000_000, 0.5, 1024) == 512
+    assert feature_size(200_000, 0.5, 1024) == 128
     assert feature_size(10, 0.5, 1024) == 32
     assert feature_size(4_000_000, 0.5, 256) == 256
 

@@ -108,7 +108,7 @@ def _look_point(f: Frame) -> np.ndarray:
     return o - d * float(o @ d)
 
 
-def feature_size(n_samples: int, coverage: float, limit: int, per_texel: float = 6.0) -> int:
+def feature_size(n_samples: int, coverage: float, limit: int, per_texel: float = 24.0) -> int:
     """Power-of-two feature resolution with about `per_texel` observations per covered texel."""
     texels = n_samples / per_texel / max(coverage, 1e-3)
     return int(min(limit, 2 ** int(np.round(np.log2(max(np.sqrt(texels), 32))))))
@@ -169,7 +169,7 @@ class Distilled:
 
 
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
-            batch: int = 16384, lr: float = 0.03, tv: float = 1e-3, seed: int = 0, mlp_lr: float = 1 / 3,
+            batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
             progress: Callable[[int, int], None] | None = None) -> Distilled:
     """Fit features (and, unless `shared` gives a decoder whose MLP to keep, the MLP) to samples.
 
