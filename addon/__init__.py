@@ -1,0 +1,53 @@
+"""nrconvert for Blender: import nrconvert GLBs with their neural material, LOD chain and
+estimated light; switch looks and LODs, relight, edit, re-export, and run the converter.
+
+A Blender 4.2+ extension: relative imports only, numpy only (never torch), no network, no runtime
+pip. The converter's format code (`NRC_neural_material`, the GLB reader) is vendored into
+`_vendor/` by build_addon.py, so the add-on needs nothing but Blender.
+
+Each feature lives in its own module with `register()`/`unregister()`; MODULES is the order they
+register in (panels last: they draw properties the others define).
+"""
+from __future__ import annotations
+
+import importlib
+
+MODULES = (
+    "properties",
+    "neural_nodes",
+    "importer",
+    "lod",
+    "looks",
+    "relight",
+    "edit",
+    "exporter",
+    "convert",
+    "panels",
+)
+
+_loaded: list = []
+
+
+def _modules():
+    out = []
+    for name in MODULES:
+        try:
+            out.append(importlib.import_module(f".{name}", __package__))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise  # a real missing dependency inside the module, not an absent feature
+    return out
+
+
+def register() -> None:
+    for module in _modules():
+        if hasattr(module, "register"):
+            module.register()
+            _loaded.append(module)
+
+
+def unregister() -> None:
+    while _loaded:
+        module = _loaded.pop()
+        if hasattr(module, "unregister"):
+            module.unregister()
