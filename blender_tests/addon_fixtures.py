@@ -1,0 +1,185 @@
+"""Fixtures for the add-on tests (blender_tests/addon_fixtures.py): build the extension zip, install it into the throw-away Blender
+user resources (conftest.py points BLENDER_USER_RESOURCES there), enable it, and write test GLBs.
+
+Use from a test module with `from addon_fixtures import addon, addon_import, ...  # noqa: F401`
+(pytest registers fixtures imported into a test module). Not named addon_utils.py: that is
+Blender's own module, and a test-side module of that name imported before bpy starts replaces
+Blender's (its add-on and extension machinery then breaks). The zip is built and installed once per
+session, the way a user installs it ("Install from Disk" = `extensions.package_install_files`);
+`addon` then gives each test factory settings with an empty scene and the add-on enabled
+(factory settings disable user add-ons, so it is enabled again every time).
+
+Test GLBs come from nrconvert's own exporter (`write_glb`) with tests/test_export_pbr.py's
+`make_pbr_asset()` (3 LODs, PBR maps, captured variant, one capture camera, an environment .hdr)
+plus a numpy-built NRC_neural_material per LOD: all torch-free, so they load in this process.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+import sys
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REPO_NAME = "user_default"
+ADDON_ID = "nrconvert"
+ADDON_MODULE = f"bl_ext.{REPO_NAME}.{ADDON_ID}"
+GLB_VERSION = "0.1.0-addon-test"
+
+
+def _load_by_path(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@lru_cache(maxsize=None)
+def build_addon_module() -> ModuleType:
+    """build_addon.py (repo root) as a module: build(), forbidden_imports(), VENDORED, ..."""
+    return _load_by_path("_nrconvert_build_addon", REPO / "build_addon.py")
+
+
+@lru_cache(maxsize=None)
+def pbr_samples() -> ModuleType:
+    """tests/test_export_pbr.py loaded by path (its make_pbr_asset, NAME, COVERAGE, ...)."""
+    return _load_by_path("_nrconvert_pbr_samples_addon", REPO / "tests" / "test_export_pbr.py")
+
+
+def neural_material(size: int, seed: int):
+    """A random but valid 17-12-12-3 NRC_neural_material with (size, size, 8) features."""
+    from nrconvert.export.neural import Layer, NeuralMaterial
+
+    rng = np.random.default_rng(seed)
+    dims = (17, 12, 12, 3)
+    layers = [Layer(rng.normal(size=(b, a)).astype(np.float32), rng.normal(size=b).astype(np.float32),
+                    "relu" if i < 2 else "sigmoid") for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))]
+    scale = rng.uniform(0.5, 2.0, 8).astype(np.float32)
+    offset = rng.uniform(-1.0, 0.0, 8).astype(np.float32)
+    return NeuralMaterial(rng.integers(0, 256, (size, size, 8), dtype=np.uint8), scale, offset, layers)
+
+
+def make_asset(neural: bool = True, light: bool = True):
+    """make_pbr_asset() (3 LODs, coverage 0.4/0.1/0.0, one camera) with a neural material per LOD."""
+    asset = pbr_samples().make_pbr_asset(with_light=light)
+    if neural:
+        for k, lod in enumerate(asset.lods):
+            lod.maps.neural = neural_material(16, k)
+    return asset
+
+
+def write_asset_glb(path: Path, neural: bool = True, light: bool = True):
+    """(asset, path): make_asset() written by nrconvert's exporter (the .hdr beside it)."""
+    from nrconvert.export.glb import write_glb
+
+    asset = make_asset(neural=neural, light=light)
+    write_glb(asset, Path(path), version=GLB_VERSION)
+    return asset, Path(path)
+
+
+def read_glb_json(path: Path) -> tuple[dict, bytes]:
+    """(JSON document, BIN chunk) of a GLB, with no checks beyond the container layout."""
+    data = Path(path).read_bytes()
+    n_json = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + n_json])
+    at = 20 + n_json
+    binary = data[at + 8:at + 8 + struct.unpack_from("<I", data, at)[0]] if at + 8 <= len(data) else b""
+    return doc, binary
+
+
+def write_glb_json(path: Path, doc: dict, binary: bytes) -> Path:
+    """Repack a (possibly doctored) document and BIN chunk as a GLB (for malformed-file tests)."""
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    binary = bytes(binary) + b"\0" * (-len(binary) % 4)
+    body = struct.pack("<I4s", len(text), b"JSON") + text
+    if binary:
+        body += struct.pack("<I4s", len(binary), b"BIN\0") + binary
+    Path(path).write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+    return Path(path)
+
+
+def addon_package(bpy: ModuleType) -> ModuleType:
+    """The enabled add-on's top-level module (bl_ext.user_default.nrconvert)."""
+    assert ADDON_MODULE in bpy.context.preferences.addons, sorted(bpy.context.preferences.addons.keys())
+    return sys.modules[ADDON_MODULE]
+
+
+def addon_submodule(name: str) -> ModuleType | None:
+    """`bl_ext.user_default.nrconvert.<name>` if the add-on has that module, else None."""
+    return sys.modules.get(f"{ADDON_MODULE}.{name}")
+
+
+def enable_addon(bpy: ModuleType) -> ModuleType:
+    import addon_utils as blender_addon_utils  # Blender's own module of the same name
+
+    if ADDON_MODULE not in bpy.context.preferences.addons:
+        module = blender_addon_utils.enable(ADDON_MODULE, default_set=True, handle_error=_raise)
+        assert module is not None, f"enabling {ADDON_MODULE} failed"
+    return addon_package(bpy)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+@pytest.fixture(scope="session")
+def addon_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The extension zip, built by build_addon.py into a temporary folder."""
+    path = build_addon_module().build(tmp_path_factory.mktemp("addon_dist"))
+    assert path.is_file()
+    return path
+
+
+@pytest.fixture(scope="session")
+def addon_installed(bpy: ModuleType, addon_zip: Path) -> SimpleNamespace:
+    """Install the zip into the user_default extension repo and enable it (once per session)."""
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(addon_zip), repo=REPO_NAME, enable_on_install=True, overwrite=True)
+    assert result == {"FINISHED"}, result
+    module = enable_addon(bpy)
+    return SimpleNamespace(zip=addon_zip, module_name=ADDON_MODULE, module=module,
+                           directory=Path(module.__file__).parent)
+
+
+@pytest.fixture
+def addon(addon_installed: SimpleNamespace, bpy: ModuleType) -> SimpleNamespace:
+    """Factory settings, empty scene, the add-on enabled: SimpleNamespace(bpy, module, zip,
+    module_name, directory, submodule(name))."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    module = enable_addon(bpy)
+    return SimpleNamespace(bpy=bpy, module=module, zip=addon_installed.zip,
+                           module_name=ADDON_MODULE, directory=addon_installed.directory,
+                           submodule=addon_submodule)
+
+
+@pytest.fixture
+def addon_import(addon: SimpleNamespace) -> Callable[..., SimpleNamespace]:
+    """`addon_import(path, **options)` runs File › Import › nrconvert asset and returns
+    SimpleNamespace(result, objects (new, by name), messages [(level, text)] the operator
+    reported)."""
+    bpy = addon.bpy
+
+    def _import(path: Path | str, **options: Any) -> SimpleNamespace:
+        before = set(bpy.data.objects)
+        result = bpy.ops.import_scene.nrconvert_glb(filepath=str(path), **options)
+        importer = addon_submodule("importer")
+        messages = list(getattr(importer, "last_messages", []))
+        new = {o.name: o for o in bpy.data.objects if o not in before}
+        return SimpleNamespace(result=result, objects=new, messages=messages)
+
+    return _import
+
+
+@pytest.fixture
+def asset_glb(tmp_path: Path) -> tuple[Any, Path]:
+    """(asset, path) of make_asset() written to tmp_path/<NAME>.glb (with neural + light)."""
+    return write_asset_glb(tmp_path / f"{pbr_samples().NAME}.glb")
