@@ -27,6 +27,11 @@ MODULES = (
 
 _loaded: list = []
 
+# Blender's glTF add-on looks for these names on every enabled add-on's top-level module; they
+# act only while our import/export operators run (see importer.py, exporter.py).
+from .importer import glTF2ImportUserExtension  # noqa: E402,F401
+from .exporter import glTF2ExportUserExtension  # noqa: E402,F401
+
 
 def _modules():
     out = []

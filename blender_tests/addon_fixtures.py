@@ -1,8 +1,16 @@
 """Fixtures for the add-on tests (blender_tests/addon_fixtures.py): build the extension zip, install it into the throw-away Blender
 user resources (conftest.py points BLENDER_USER_RESOURCES there), enable it, and write test GLBs.
 
-Use from a test module with `from addon_fixtures import addon, addon_import, ...  # noqa: F401`
-(pytest registers fixtures imported into a test module). Not named addon_utils.py: that is
+Use from a test module by assigning the fixtures to module names (pytest collects fixtures from
+module attributes; an assignment, unlike an import, lets test arguments share the name without
+ruff's F811):
+
+    import addon_fixtures as fx
+    addon, addon_import, addon_installed, addon_zip = (
+        fx.addon, fx.addon_import, fx.addon_installed, fx.addon_zip)
+
+`addon` needs `addon_installed` and `addon_zip` visible in the module too (fixtures resolve
+their own dependencies by name). Not named addon_utils.py: that is
 Blender's own module, and a test-side module of that name imported before bpy starts replaces
 Blender's (its add-on and extension machinery then breaks). The zip is built and installed once per
 session, the way a user installs it ("Install from Disk" = `extensions.package_install_files`);
