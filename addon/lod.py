@@ -5,7 +5,7 @@ Why hide flags: the levels are ordinary mesh objects under the asset root, so ev
 exporter and render farm sees the same thing: the chosen level has `hide_viewport` /
 `hide_render` off, the others on. Viewport and render are chosen separately (the viewport may
 follow the 3D view's eye, a render always uses the scene camera), and re-chosen on frame change,
-right before a render, and when something moves (persistent handlers, so they survive file
+before a render, and when something moves (persistent handlers, so they survive file
 loads).
 
 Screen coverage is the bounding sphere's projected area over the frame's area, the measure
@@ -88,32 +88,43 @@ def _levels(root) -> list:
     return [lvl for lvl in root.nrconvert.lods if lvl.object is not None]
 
 
-def choose_level(root, view) -> int:
+def choose_level(root, view, depsgraph=None) -> int:
     """The level index for one view (see module docstring); -1 hides every level."""
     group = root.nrconvert
     levels = _levels(root)
     if not levels:
         return -1
-    if group.lod_mode == "MANUAL" or view is None:
-        return min(group.manual_level, len(levels) - 1) if group.lod_mode == "MANUAL" else 0
-    centre, radius = bounding_sphere(levels[0].object)
+    if group.lod_mode == "MANUAL":
+        return min(group.manual_level, len(levels) - 1)
+    if view is None:
+        return 0
+    centre, radius = bounding_sphere(_evaluated(levels[0].object, depsgraph))
     if group.lod_mode == "DISTANCE":
         return level_for_distance([lvl.distance for lvl in levels], (centre - view[0]).length)
     return level_for_coverage([lvl.coverage for lvl in levels], screen_coverage(centre, radius, view))
 
 
-def show_level(root, viewport: int | None, render: int | None) -> None:
-    """Set the hide flags of each level (only the ones that change: writes cause updates)."""
+def _evaluated(obj, depsgraph):
+    """The object as `depsgraph` evaluated it: in a frame-change handler of an animation render
+    only the render's own depsgraph has this frame's camera, the original still has the last."""
+    return obj.evaluated_get(depsgraph) if depsgraph is not None else obj
+
+
+def show_level(root, viewport: int | None, render: int | None) -> bool:
+    """Set the hide flags of each level (only the ones that change: writes cause updates);
+    True when something changed."""
+    changed = False
     for k, lvl in enumerate(_levels(root)):
         obj = lvl.object
         if viewport is not None and obj.hide_viewport != (k != viewport):
-            obj.hide_viewport = k != viewport
+            obj.hide_viewport, changed = k != viewport, True
         if render is not None and obj.hide_render != (k != render):
-            obj.hide_render = k != render
+            obj.hide_render, changed = k != render, True
     if viewport is not None:
         root.nrconvert.viewport_level = viewport
     if render is not None:
         root.nrconvert.render_level = render
+    return changed
 
 
 def view3d_view() -> tuple | None:
@@ -141,32 +152,41 @@ def asset_roots(scene) -> list:
     return [o for o in scene.objects if o.nrconvert.is_asset and asset_root(o) is o]
 
 
-def update_scene(scene, viewport: bool = True, render: bool = True) -> None:
-    """Choose and show the level of every asset in `scene` for the viewport and/or render."""
+def update_scene(scene, viewport: bool = True, render: bool = True, depsgraph=None) -> bool:
+    """Choose and show the level of every asset in `scene` for the viewport and/or render,
+    seen as `depsgraph` evaluated the scene (None: the original objects). True on a change."""
     if _state["busy"]:
-        return
+        return False
     _state["busy"] = True
     try:
         cam = scene.camera if scene.camera is not None and scene.camera.type == "CAMERA" else None
-        cam_view = camera_view(scene, cam) if cam is not None else None
+        cam_view = camera_view(scene, _evaluated(cam, depsgraph)) if cam is not None else None
         eye_view = cam_view
         if viewport and scene.nrconvert.lod_view == "VIEW" and not bpy.app.background:
             eye_view = view3d_view() or cam_view
+        changed = False
         for root in asset_roots(scene):
-            show_level(root, choose_level(root, eye_view) if viewport else None,
-                       choose_level(root, cam_view) if render else None)
+            changed |= show_level(root, choose_level(root, eye_view, depsgraph) if viewport else None,
+                                  choose_level(root, cam_view, depsgraph) if render else None)
+        return changed
     finally:
         _state["busy"] = False
 
 
 @persistent
 def on_frame_change(scene, depsgraph=None) -> None:
-    if scene.nrconvert.lod_auto:
-        update_scene(scene)
+    """After the frame's animation is evaluated (post: `pre` still sees the last frame's camera).
+    In animation renders this runs on the render's own depsgraph, the only place with this
+    frame's camera; there only the render flags change (the engine syncs after this)."""
+    if not scene.nrconvert.lod_auto:
+        return
+    rendering = depsgraph is not None and depsgraph.mode == "RENDER"
+    update_scene(scene, viewport=not rendering, depsgraph=depsgraph)
 
 
 @persistent
 def on_render_pre(scene, depsgraph=None) -> None:
+    """Still renders (F12) of a frame already shown: choose from the current objects."""
     _state["rendering"] = True
     if scene.nrconvert.lod_auto:
         update_scene(scene, viewport=False, render=True)
@@ -182,7 +202,7 @@ def on_depsgraph_update(scene, depsgraph) -> None:
     """Follow camera and asset moves in the viewport (not while a render reads the flags)."""
     if _state["rendering"] or not scene.nrconvert.lod_auto or not depsgraph.id_type_updated("OBJECT"):
         return
-    update_scene(scene)
+    update_scene(scene, depsgraph=depsgraph)
 
 
 def _view_timer() -> float:
@@ -251,7 +271,7 @@ class NRC_PT_lod(bpy.types.Panel):
         layout.operator("nrconvert.update_lods", icon="FILE_REFRESH")
 
 
-HANDLERS = (("frame_change_pre", on_frame_change), ("render_pre", on_render_pre),
+HANDLERS = (("frame_change_post", on_frame_change), ("render_pre", on_render_pre),
             ("render_complete", on_render_end), ("render_cancel", on_render_end),
             ("depsgraph_update_post", on_depsgraph_update))
 CLASSES = (NRC_OT_update_lods, NRC_PT_lod)
