@@ -29,6 +29,7 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from . import lod
+from .importer import first_error_line
 from ._vendor import neural
 from .properties import active_asset
 
@@ -223,9 +224,9 @@ def export_asset(context, root, filepath: str, note) -> set:
         try:
             result = bpy.ops.export_scene.gltf(
                 filepath=str(path), export_format="GLB", use_selection=True, export_cameras=True,
-                export_extras=False, export_current_frame=True, export_animations=False)
+                export_tangents=True, export_extras=False, export_current_frame=True, export_animations=False)
         except Exception as exc:
-            note("ERROR", f"Blender's glTF exporter failed: {str(exc).strip().splitlines()[-1]}")
+            note("ERROR", f"Blender's glTF exporter failed: {first_error_line(exc)}")
             return {"CANCELLED"}
         finally:
             _export["current"] = None

@@ -59,6 +59,36 @@ def parse_glb(data: bytes, name: str = "GLB") -> tuple[dict, bytes]:
     return doc, chunks.get(BIN_CHUNK, b"")
 
 
+def pack_glb(doc: dict, binary: bytes) -> bytes:
+    """A GLB from a JSON document and a BIN chunk (both padded to 4 bytes as the spec wants)."""
+    text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<I4s", len(text), JSON_CHUNK) + text
+    if binary:
+        binary = bytes(binary) + b"\0" * (-len(binary) % 4)
+        body += struct.pack("<I4s", len(binary), BIN_CHUNK) + binary
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+
+
+def drop_malformed_extensions(doc: dict) -> list[str]:
+    """Remove extension entries on materials and nodes that are not JSON objects (Blender's
+    glTF importer refuses the whole file over one of them); returns where each one was."""
+    dropped = []
+    for key in ("materials", "nodes"):
+        for i, entry in enumerate(doc.get(key) if isinstance(doc.get(key), list) else []):
+            exts = entry.get("extensions") if isinstance(entry, dict) else None
+            if exts is None:
+                continue
+            if not isinstance(exts, dict):
+                del entry["extensions"]
+                dropped.append(f"{key}[{i}].extensions")
+                continue
+            for name in [n for n, v in exts.items() if not isinstance(v, dict)]:
+                del exts[name]
+                dropped.append(f"{key}[{i}].extensions.{name}")
+    return dropped
+
+
 def item(doc: dict, key: str, index) -> dict:
     """doc[key][index] as a dict, or ValueError naming the bad reference."""
     items = doc.get(key)

@@ -12,6 +12,9 @@ running, so a plain File › Import › glTF stays plain.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
@@ -52,6 +55,17 @@ class glTF2ImportUserExtension:  # noqa: N801 (the glTF add-on looks for this ex
                 session.materials[i] = bpy.data.materials[name]
 
 
+def first_error_line(exc: BaseException) -> str:
+    """The message of an error another operator reported (bpy.ops wraps it in 'Error: ...' lines
+    and a 'Location:' line), else the exception's last line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln[len("Error:"):].strip() for ln in lines if ln.startswith("Error:")]
+    if errors and errors[0].startswith("Python: Traceback"):  # a crash inside that operator:
+        body = [ln for ln in lines if not ln.startswith(("Location:", "File ", "Error:"))]
+        return body[-1] if body else "internal error"  # its exception line, not the traceback
+    return (errors or lines or [type(exc).__name__])[0]
+
+
 def nodes_by_name(doc: dict, objects) -> dict:
     """Fallback node map when the hooks did not run (the add-on is loaded outside Blender's
     preferences, so the glTF add-on cannot find them): match the file's node names."""
@@ -87,12 +101,16 @@ class IMPORT_SCENE_OT_nrconvert_glb(bpy.types.Operator, ImportHelper):
             self.note("ERROR", str(exc))
             return {"CANCELLED"}
         session = ImportSession(self.filepath, doc, binary, self.note)
+        dropped = glb_io.drop_malformed_extensions(doc)
+        for where in dropped:
+            self.note("WARNING", f"{where} is not a JSON object: ignored")
+        self.repaired = bool(dropped)
         before = set(bpy.data.objects)
         _session["current"] = session
         try:
-            result = bpy.ops.import_scene.gltf(filepath=self.filepath)
+            result = self.run_gltf_importer(doc, binary)
         except Exception as exc:  # the glTF add-on raises on files it cannot build
-            self.note("ERROR", f"Blender's glTF importer failed: {str(exc).strip().splitlines()[-1]}")
+            self.note("ERROR", f"Blender's glTF importer failed: {first_error_line(exc)}")
             return {"CANCELLED"}
         finally:
             _session["current"] = None
@@ -109,6 +127,18 @@ class IMPORT_SCENE_OT_nrconvert_glb(bpy.types.Operator, ImportHelper):
             self.note("WARNING", f"nrconvert extras not applied ({type(exc).__name__}: {exc}); "
                       "showing the plain glTF import")
         return {"FINISHED"}
+
+    def run_gltf_importer(self, doc: dict, binary: bytes) -> set:
+        """Blender's importer on the file, or on a repaired copy when extension entries had to
+        be dropped (the copy sits in a temporary folder: our GLBs reference nothing beside them
+        but the .hdr, which the asset step reads from the original folder)."""
+        if not self.repaired:
+            return bpy.ops.import_scene.gltf(filepath=self.filepath)
+        with tempfile.TemporaryDirectory(prefix="nrconvert-import-") as tmp:
+            path = os.path.join(tmp, os.path.basename(self.filepath))
+            with open(path, "wb") as f:
+                f.write(glb_io.pack_glb(doc, binary))
+            return bpy.ops.import_scene.gltf(filepath=path)
 
     def draw(self, context):
         layout = self.layout

@@ -173,12 +173,21 @@ def addon(addon_installed: SimpleNamespace, bpy: ModuleType) -> SimpleNamespace:
 def addon_import(addon: SimpleNamespace) -> Callable[..., SimpleNamespace]:
     """`addon_import(path, **options)` runs File › Import › nrconvert asset and returns
     SimpleNamespace(result, objects (new, by name), messages [(level, text)] the operator
-    reported)."""
+    reported).
+
+    bpy.ops turns an operator's ERROR report into a RuntimeError carrying the report's text even
+    though the operator itself returned CANCELLED; that is taken as result {'CANCELLED'} here. A
+    Python exception escaping the operator is a RuntimeError with a traceback: re-raised."""
     bpy = addon.bpy
 
     def _import(path: Path | str, **options: Any) -> SimpleNamespace:
         before = set(bpy.data.objects)
-        result = bpy.ops.import_scene.nrconvert_glb(filepath=str(path), **options)
+        try:
+            result = bpy.ops.import_scene.nrconvert_glb(filepath=str(path), **options)
+        except RuntimeError as exc:
+            if "Traceback" in str(exc):
+                raise
+            result = {"CANCELLED"}
         importer = addon_submodule("importer")
         messages = list(getattr(importer, "last_messages", []))
         new = {o.name: o for o in bpy.data.objects if o not in before}
