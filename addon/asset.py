@@ -63,8 +63,7 @@ def lod_chain(doc: dict, nodes: dict, note) -> tuple[list[int], list[float]]:
                  and isinstance(n.get("extensions"), dict) and MSFT_LOD in n["extensions"]), None)
     chain = None
     if lod0 is not None:
-        ids = (doc["nodes"][lod0]["extensions"][MSFT_LOD] or {}).get("ids") \
-            if isinstance(doc["nodes"][lod0]["extensions"][MSFT_LOD], dict) else None
+        ids = doc["nodes"][lod0]["extensions"][MSFT_LOD].get("ids")  # a dict: see glb_io
         candidate = [lod0] + (ids if isinstance(ids, list) else [None])
         if all(_mesh_object(nodes, i) is not None for i in candidate) and len(set(candidate)) == len(candidate):
             chain = candidate
@@ -124,10 +123,11 @@ def variant_materials(doc: dict, session, node_index: int) -> tuple:
     for mapping in ((prim.get("extensions") or {}).get(VARIANTS) or {}).get("mappings") or []:
         if isinstance(mapping, dict) and variant in (mapping.get("variants") or []):
             return default, session.materials.get(mapping.get("material"))
-    mat_json = (doc.get("materials") or [{}] * 0)
-    idx = prim.get("material")
-    unlit = isinstance(idx, int) and 0 <= idx < len(mat_json) and UNLIT in (mat_json[idx].get("extensions") or {})
-    return (None, default) if unlit else (default, None)
+    try:
+        unlit = UNLIT in (glb_io.item(doc, "materials", prim.get("material")).get("extensions") or {})
+    except ValueError:
+        unlit = False
+    return (None, default) if unlit else (default, None)  # an LOD baked without PBR maps
 
 
 def make_root(context, name: str, lod0):

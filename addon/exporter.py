@@ -191,7 +191,9 @@ class _ExportState:
         except ImportError:
             return self
         for mat in set(self.neural):
-            if neural_nodes.neural_group_node(mat) is not None and neural_nodes.use_neural(mat, False):
+            group = neural_nodes.neural_group_node(mat)
+            showing = group is not None and any(out.is_linked for out in group.outputs)
+            if showing and neural_nodes.use_neural(mat, False):  # restored on exit
                 self.switched.append(mat)
         return self
 

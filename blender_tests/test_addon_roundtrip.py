@@ -135,6 +135,38 @@ def test_reimport_gives_the_same_asset(round_trip, addon, addon_import):
     assert bpy.context.scene.world is not None  # the copied .hdr was found beside the new GLB
 
 
+def test_export_restores_the_scene_and_writes_pbr_as_default(addon, addon_import, asset_glb,
+                                                             tmp_path: Path):
+    """Showing the captured look (slot = captured material, neural preview on) when exporting:
+    the file still has PBR as each primitive's default and captured as the variant, and the
+    scene is as it was afterwards (slots, preview, hidden levels)."""
+    bpy = addon.bpy
+    _, src = asset_glb
+    assert addon_import(src).result == {"FINISHED"}
+    root = _root(bpy)
+    levels = list(root.nrconvert.lods)
+    for lvl in levels:
+        lvl.object.material_slots[0].material = lvl.captured_material
+    before = [(lvl.object.hide_viewport, lvl.object.hide_render) for lvl in levels]
+    neural_nodes = addon.submodule("neural_nodes")
+    out = tmp_path / "captured_look.glb"
+    bpy.context.view_layer.objects.active = levels[0].object
+    assert bpy.ops.nrconvert.export_glb(filepath=str(out)) == {"FINISHED"}
+    assert [lvl.object.material_slots[0].material for lvl in levels] == [lvl.captured_material for lvl in levels]
+    assert [(lvl.object.hide_viewport, lvl.object.hide_render) for lvl in levels] == before
+    if neural_nodes is not None:
+        for lvl in levels:
+            group = neural_nodes.neural_group_node(lvl.captured_material)
+            assert any(o.is_linked for o in group.outputs)  # preview back on
+    doc, _ = read_glb_json(out)
+    for mesh in doc["meshes"]:
+        prim = mesh["primitives"][0]
+        assert doc["materials"][prim["material"]]["name"].startswith("pbr_LOD")
+        (mapping,) = prim["extensions"]["KHR_materials_variants"]["mappings"]
+        assert doc["materials"][mapping["material"]]["name"].startswith("captured_LOD")
+        assert NEURAL in doc["materials"][mapping["material"]]["extensions"]
+
+
 def test_export_of_a_moved_asset_keeps_the_root(addon, addon_import, asset_glb, tmp_path: Path):
     """A root away from the origin stays a node (its transform matters); the LODs still switch
     via MSFT_lod and the lower ones are not in the scene tree."""
