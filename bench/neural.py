@@ -8,7 +8,7 @@ Converts the synth capture (as bench/relight.py does), then renders every LOD fr
 `test` cameras with the reference decoders (`nrconvert.render.asset_view`, the same rasterizer
 for both looks): the neural material, and the captured texture alone (the unlit fallback, i.e.
 what a texture without view dependence can do). PSNR on object pixels (photo alpha >= 0.5, both
-over black), averaged over the views. Also records the feature textures' bytes in the GLB and the
+over black) and over the whole frame (the NeRF benchmarks' convention), averaged over the views. Also records the feature textures' bytes in the GLB and the
 decoder's FLOP per pixel. Writes bench/results/neural_<capture>_<preset>.json.
 """
 from __future__ import annotations
@@ -44,14 +44,15 @@ def evaluate(glb: Path, capture: Path) -> dict:
     sizes = feature_bytes(glb)
     lods = []
     for k, prim in enumerate(lod_primitives(g)):
-        scores = {"neural": [], "captured": []}
+        scores = {"neural": [], "captured": [], "neural_full": [], "captured_full": []}
         for f in frames:
             rgb, alpha = load_frame_image(f)
             obj = alpha >= 0.5
             gt = rgb * alpha[..., None]
-            for look in scores:
+            for look in ("neural", "captured"):
                 img, _ = render_primitive(prim, to_asset_frame(f, up), look)
                 scores[look].append(psnr(img[obj], gt[obj]))
+                scores[f"{look}_full"].append(psnr(img, gt))  # whole frame over black, NeRF-style
         row = {"lod": k, "triangles": len(prim.faces), "feature_size": list(prim.neural.features.shape[:2]),
                "feature_bytes": sizes[k], "flops_per_pixel": prim.neural.flops_per_pixel(),
                **{f"psnr_{look}": round(float(np.mean(v)), 2) for look, v in scores.items()}}
