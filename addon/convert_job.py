@@ -166,7 +166,7 @@ class ConvertJob:
         lines = [ln.rstrip() for ln in self.stderr if ln.strip()]
         for i, ln in enumerate(lines):
             if ln.lstrip().startswith("error:"):
-                return " ".join(x.strip() for x in lines[i:i + 3])[len("error:"):].strip()
+                return "; ".join(x.strip() for x in lines[i:i + 3])[len("error:"):].strip()
         return " ".join(x.strip() for x in lines[-3:]) or "no error message"
 
 

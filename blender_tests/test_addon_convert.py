@@ -101,6 +101,8 @@ def test_cancel_terminates_and_keeps_the_work_folder(convert, tiny_capture, tmp_
     level, text = convert.last_messages[-1]
     assert level == "WARNING" and "cancelled" in text and "Resume" in text
     assert convert._active["runner"] is None and runner.tick(bpy.context) == {"CANCELLED"}
+    again = convert.make_runner(bpy.context, str(tiny_capture), str(out), resume=True)
+    assert "--resume" in again.job.command and again.job.workdir == tmp_path / "cancelled.work"
 
 
 def test_cancel_button_stops_the_run_on_the_next_tick(convert, tiny_capture, tmp_path):
