@@ -52,7 +52,7 @@ class Config:
     pbr_steps: int = 1500  # material + light fit iterations
     texture_fit_iterations: int = 4  # least-squares fit to the training photos (0: field colour only)
     neural: bool = True  # distil the view-dependent captured look (NRC_neural_material)
-    neural_steps: int = 3000  # LOD0's distillation iterations; lower LODs get a third
+    neural_steps: int = 4000  # LOD0's distillation iterations; lower LODs get a third
     neural_field_views: int = 40  # field renders from cameras between the photos, as extra supervision
 
     def replace(self, **changes) -> Config:

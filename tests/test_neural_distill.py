@@ -78,9 +78,10 @@ def test_unseen_texels_take_their_neighbours_features(sphere):
 
 
 def test_feature_size_follows_the_observations():
-    assert feature_size(16_000_000, 0.5, 1024) == 1024
+    assert feature_size(16_000_000, 0.5, 1024) == 1024  # 1333 texels a side: 1024 fits, 2048 not
     assert feature_size(4_000_000, 0.5, 1024) == 512
-    assert feature_size(200_000, 0.5, 1024) == 128
+    assert feature_size(800_000, 0.5, 1024) == 256
+    assert feature_size(700_000, 0.5, 1024) == 128
     assert feature_size(10, 0.5, 1024) == 32
     assert feature_size(4_000_000, 0.5, 256) == 256
 

@@ -109,9 +109,10 @@ def _look_point(f: Frame) -> np.ndarray:
 
 
 def feature_size(n_samples: int, coverage: float, limit: int, per_texel: float = 24.0) -> int:
-    """Power-of-two feature resolution with about `per_texel` observations per covered texel."""
+    """The largest power-of-two feature resolution that still gets at least `per_texel`
+    observations per covered texel (3 per feature value): fewer, and texels copy one view's noise."""
     texels = n_samples / per_texel / max(coverage, 1e-3)
-    return int(min(limit, 2 ** int(np.round(np.log2(max(np.sqrt(texels), 32))))))
+    return int(min(limit, 2 ** int(np.floor(np.log2(max(np.sqrt(texels), 32))))))
 
 
 def sh2_torch(d: torch.Tensor) -> torch.Tensor:
