@@ -49,14 +49,14 @@ def _samples():
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    """Serves tools/web at / and the test's asset folder at /asset/, quietly."""
+    """Serves `root` (tools/web unless told) at / and the test's asset folder at /asset/, quietly."""
 
     extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
                       ".glb": "model/gltf-binary", ".hdr": "application/octet-stream"}
 
-    def __init__(self, *args, asset_dir: Path, **kwargs):
+    def __init__(self, *args, asset_dir: Path, root: Path = WEB, **kwargs):
         self.asset_dir = asset_dir
-        super().__init__(*args, directory=str(WEB), **kwargs)
+        super().__init__(*args, directory=str(root), **kwargs)
 
     def translate_path(self, path: str) -> str:
         clean = path.split("?", 1)[0].split("#", 1)[0]

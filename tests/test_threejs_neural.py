@@ -18,9 +18,8 @@ import re
 import struct
 import threading
 from dataclasses import replace
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 from urllib.parse import urlencode
 
 import numpy as np
@@ -38,7 +37,7 @@ from nrconvert.export.neural import (
 from nrconvert.export.reader import lod_primitives, read_glb
 from nrconvert.render.asset_view import render_primitive, to_asset_frame
 
-from tests.test_threejs import CHROMIUM_ARGS, REPO, TIMEOUT_MS, WEB, _chromium
+from tests.test_threejs import CHROMIUM_ARGS, REPO, TIMEOUT_MS, WEB, _chromium, _Handler
 
 pytestmark = pytest.mark.timeout(300)
 PSNR_MIN = 35.0  # docs/neural_material.md, Conformance (web)
@@ -115,27 +114,6 @@ def rewrite_glb_json(src: Path, dst: Path, edit) -> None:
     rest = data[20 + n:]
     dst.write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(text) + len(rest))
                     + struct.pack("<I4s", len(text), b"JSON") + text + rest)
-
-
-class _RepoHandler(SimpleHTTPRequestHandler):
-    """The repository at / (the page imports ../../converter/export/web/neural_material.js) and
-    the test's asset folder at /asset/, quietly."""
-
-    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map,
-                                                ".js": "text/javascript", ".glb": "model/gltf-binary"}
-
-    def __init__(self, *args, asset_dir: Path, **kwargs):
-        self.asset_dir = asset_dir
-        super().__init__(*args, directory=str(REPO), **kwargs)
-
-    def translate_path(self, path: str) -> str:
-        clean = path.split("?", 1)[0].split("#", 1)[0]
-        if clean.startswith("/asset/"):
-            return str(self.asset_dir / Path(clean[len("/asset/"):]).name)
-        return super().translate_path(path)
-
-    def log_message(self, format: str, *args) -> None:
-        pass
 
 
 def _broken(path: str, value):
@@ -220,7 +198,7 @@ def web(tmp_path_factory):
               for name, f in (("capture", asset.cameras[0]), ("oblique", oblique), ("far", far))}
     ext = asset.lods[0].maps.neural.to_json((0, 1))
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_RepoHandler, asset_dir=asset_dir))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, asset_dir=asset_dir, root=REPO))  # the page imports ../../converter/export/web/
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/tools/web/neural.html"
