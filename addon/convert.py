@@ -21,6 +21,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
 
 from .convert_job import EXIT_CODES, PRESETS, ConvertJob, build_command, find_executable
+from .properties import SubPanel
 
 TICK_S = 0.2
 last_messages: list[tuple[str, str]] = []  # (level, text) of the last run, for scripts and tests
@@ -289,13 +290,9 @@ class NRCONVERT_OT_convert_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class NRC_PT_convert(bpy.types.Panel):
+class NRC_PT_convert(SubPanel, bpy.types.Panel):
     bl_label = "Convert"
     bl_idname = "NRC_PT_convert"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "nrconvert"
-    bl_parent_id = "NRC_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: Any) -> None:

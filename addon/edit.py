@@ -21,7 +21,7 @@ from bpy.props import FloatProperty, PointerProperty
 from mathutils import Vector
 
 from .edit_colour import TWEAK_INPUTS, apply_tweaks, drop_unused_group, remove_tweaks
-from .properties import active_asset, asset_root
+from .properties import SubPanel, active_asset, asset_root
 
 CROP_GROUP, CROP_MOD, DECIMATE_MOD = "NRC Crop Box", "NRC Crop", "NRC Decimate"
 
@@ -294,13 +294,9 @@ class NRCONVERT_OT_colour_remove(_EditOperator):
         remove_colour(obj)
 
 
-class NRC_PT_edit(bpy.types.Panel):
+class NRC_PT_edit(SubPanel, bpy.types.Panel):
     bl_label = "Edit"
     bl_idname = "NRC_PT_edit"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "nrconvert"
-    bl_parent_id = "NRC_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: Any) -> None:

@@ -31,7 +31,7 @@ from bpy_extras.io_utils import ExportHelper
 from . import lod
 from .importer import first_error_line
 from ._vendor import neural
-from .properties import active_asset
+from .properties import SubPanel, active_asset
 
 MSFT_LOD, COVERAGE_KEY = "MSFT_lod", "MSFT_screencoverage"
 LINEAR, CLAMP = 9729, 33071
@@ -267,13 +267,9 @@ def menu_export(self, context):
     self.layout.operator(NRC_OT_export_glb.bl_idname, text="nrconvert asset (.glb)")
 
 
-class NRC_PT_export(bpy.types.Panel):
+class NRC_PT_export(SubPanel, bpy.types.Panel):
     bl_idname = "NRC_PT_export"
     bl_label = "Export"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "nrconvert"
-    bl_parent_id = "NRC_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):

@@ -21,7 +21,7 @@ import bpy
 from bpy.app.handlers import persistent
 from mathutils import Vector
 
-from .properties import asset_root
+from .properties import SubPanel, asset_root
 
 VIEWPORT_SENSOR = 72.0  # the 3D view's lens is relative to a 72 mm sensor (Blender's zoom 2)
 _state = {"busy": False, "rendering": False}
@@ -237,13 +237,9 @@ class NRC_OT_update_lods(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class NRC_PT_lod(bpy.types.Panel):
+class NRC_PT_lod(SubPanel, bpy.types.Panel):
     bl_idname = "NRC_PT_lod"
     bl_label = "LOD"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "nrconvert"
-    bl_parent_id = "NRC_PT_main"
 
     @classmethod
     def poll(cls, context):

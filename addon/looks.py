@@ -20,7 +20,7 @@ from typing import Any
 
 import bpy
 
-from .properties import active_asset, asset_root
+from .properties import SubPanel, active_asset, asset_root
 
 MODES = (
     ("CAPTURED", "Captured", "The photo-lit look (neural material when the GLB carries one)"),
@@ -290,13 +290,9 @@ class NRCONVERT_OT_set_look(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class NRC_PT_looks(bpy.types.Panel):
+class NRC_PT_looks(SubPanel, bpy.types.Panel):
     bl_label = "Look"
     bl_idname = "NRC_PT_looks"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "nrconvert"
-    bl_parent_id = "NRC_PT_main"
 
     def draw(self, context: Any) -> None:
         obj = _anchor(context)

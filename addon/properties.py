@@ -118,6 +118,15 @@ def active_asset(context):
     return root
 
 
+class SubPanel:
+    """Mixin for every feature's sub-panel: same sidebar tab, nested under NRC_PT_main."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "nrconvert"
+    bl_parent_id = "NRC_PT_main"
+
+
 class NRC_PT_main(bpy.types.Panel):
     """Parent panel: every feature module adds a sub-panel with bl_parent_id = 'NRC_PT_main'."""
 

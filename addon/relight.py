@@ -22,7 +22,7 @@ import bpy
 from mathutils import Matrix
 
 from .glb_io import read_glb
-from .properties import asset_root
+from .properties import SubPanel, asset_root
 
 WORLD_NAME = "nrconvert_relight"
 ROTATION_NODE = "nrc_rotation"
@@ -261,13 +261,9 @@ class NRCONVERT_OT_relight_apply(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class NRC_PT_relight(bpy.types.Panel):
+class NRC_PT_relight(SubPanel, bpy.types.Panel):
     bl_label = "Relight"
     bl_idname = "NRC_PT_relight"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "nrconvert"
-    bl_parent_id = "NRC_PT_main"
 
     def draw(self, context: Any) -> None:
         s = context.scene.nrc_relight
