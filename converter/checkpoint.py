@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import OutputError
+from .errors import os_error
 from .fields.occupancy import OccupancyGrid
 from .mesh import Mesh
 from .render.rays import Box
@@ -23,7 +23,7 @@ def _commit(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write: {exc.strerror}", path=str(path)) from exc
+        raise os_error(exc, str(path), "a work file") from exc
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -32,8 +32,7 @@ def write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=_json_default))
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write: {exc.strerror}", path=str(path),
-                          hint="check free disk space and permissions") from exc
+        raise os_error(exc, str(path), "a work file") from exc
     _commit(tmp, path)
 
 
@@ -80,7 +79,7 @@ def save_field(path: Path, tf, step: int) -> None:
         torch.save(state, tmp)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write checkpoint: {exc}", path=str(path)) from exc
+        raise os_error(exc, str(path), "a checkpoint") from exc
     _commit(tmp, path)
 
 

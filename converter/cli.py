@@ -1,6 +1,7 @@
 """Thin command line over the library: `nrconvert CAPTURE -o scene.glb` and a few tools."""
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import NrcError, UsageError
+from .errors import InterruptedRun, NrcError, OutOfMemoryError, UsageError, os_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a capture (photos + poses) into a production glTF asset.")
@@ -183,21 +184,47 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] not in COMMANDS and not args[0].startswith("-"):
         args.insert(0, "convert")  # `nrconvert photos/ -o scene.glb`
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(args, standalone_mode=False)
+        try:
+            app(args, standalone_mode=False)
+        except (KeyboardInterrupt, MemoryError, OSError) as exc:
+            raise as_nrc_error(exc) from exc
     except NrcError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished stages are kept; re-run with --resume")
-        sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # usage errors (click-style, vendored by newer typer)
         if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(2)
+        if _is_torch_oom(exc):
+            console.print(f"[bold red]error:[/] {as_nrc_error(MemoryError(str(exc)))}", highlight=False)
+            sys.exit(OutOfMemoryError.exit_code)
         raise
+
+
+def _on_sigterm(signum, frame) -> None:
+    """Farms stop jobs with SIGTERM: unwind like Ctrl-C so temp files go and the exit code says retry."""
+    raise KeyboardInterrupt
+
+
+def _is_torch_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def as_nrc_error(exc: BaseException) -> NrcError:
+    """Failures raised outside our own checks, in the classes farms branch on."""
+    if isinstance(exc, KeyboardInterrupt):
+        return InterruptedRun("the run was stopped; finished stages and the last training checkpoint are kept",
+                              hint="re-run the same command with --resume to continue")
+    if isinstance(exc, MemoryError):
+        return OutOfMemoryError("out of memory", hint="use a smaller preset (--preset fast), fewer images "
+                                "(--max-images) or a machine with more memory, then re-run with --resume")
+    if isinstance(exc, OSError):
+        return os_error(exc, getattr(exc, "filename", None) or "(unknown file)", "a file")
+    raise TypeError(exc)
 
 
 if __name__ == "__main__":

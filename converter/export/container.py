@@ -6,7 +6,6 @@ same OSError -> OutputError mapping. Imports no torch (Blender loads the exporte
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import struct
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 
-from ..errors import OutputError
+from ..errors import NrcError, OutputError, os_error
 
 
 class Blob:
@@ -100,11 +99,5 @@ def atomic_write(path: Path, data: bytes, what: str = "the GLB") -> None:
             os.unlink(tmp)
 
 
-def output_error(path: Path, exc: OSError, what: str = "the GLB") -> OutputError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputError(f"disk full while writing {what}", path=str(path),
-                           hint="free space or write to another disk")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError("output folder is not writable", path=str(path),
-                           hint="check the folder's permissions or choose another output path")
-    return OutputError(f"cannot write {what}: {exc.strerror or exc}", path=str(path))
+def output_error(path: Path, exc: OSError, what: str = "the GLB") -> NrcError:
+    return os_error(exc, str(path), what)
