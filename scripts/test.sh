@@ -2,7 +2,7 @@
 # Set up everything the tests need (bpy, the Khronos glTF-Validator, three.js + headless Chromium
 # for the web reader test), then run every test.
 set -euo pipefail
-NRCONVERT_EXTRAS="[test,blender]"
+NRCONVERT_EXTRAS="[test,blender,dist]"
 . "$(dirname "$0")/setup_env.sh"
 echo "==> installing the Khronos glTF-Validator (npm)"
 (cd "$ROOT/tools/validator" && npm ci --no-audit --no-fund --silent)
