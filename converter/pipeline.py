@@ -16,7 +16,7 @@ from typing import Protocol
 from .capture.model import Capture
 from .checkpoint import write_json
 from .config import Config
-from .errors import OutputError
+from .errors import OutputError, os_error
 
 STAGES = ("train", "extract", "bake", "neural", "export")
 
@@ -81,10 +81,9 @@ def check_output(run: Run) -> None:
 
 def prepare_workdir(run: Run) -> None:
     try:
-        run.workdir.mkdir(parents=True, exist_ok=True)
-        run.report_dir.mkdir(parents=True, exist_ok=True)
+        run.workdir.mkdir(parents=True, exist_ok=True)  # the report folder only appears with the GLB
     except OSError as exc:
-        raise OutputError(f"cannot create the work folder: {exc.strerror}", path=str(run.workdir)) from exc
+        raise os_error(exc, str(run.workdir), "the work folder") from exc
 
 
 def convert(run: Run) -> RunResult:
