@@ -89,7 +89,7 @@ def prepare_workdir(run: Run) -> None:
 def convert(run: Run) -> RunResult:
     """Capture folder → GLB + report, the whole chain."""
     from .capture.load import load_capture
-    from .metrics.report import write_report
+    from .report import write_report
     from .stages import bake_stage, export_stage, extract_stage, metrics_stage, neural_stage, train_stage
 
     check_output(run)
