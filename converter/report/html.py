@@ -67,7 +67,7 @@ def render_page(page: Page) -> str:
              f"({fmt.size(page.glb_bytes)})</p>\n")
     body = [intro, viewer_section(page.viewer_note), metrics_section(m), timings_section(page.timings),
             curves_section(page.history), views_section(page.views, m.get("heldout", {}).get("per_view", [])),
-            lods_section(page.lods, page.lod_error, page.glb_bytes), _footer(page.files)]
+            lods_section(page.lods, page.lod_error, page.glb_bytes), _footer(page.files, not page.viewer_note)]
     scripts = "" if page.viewer_note else '<script src="scene.glb.js"></script>\n<script src="viewer.bundle.js"></script>\n'
     return head + "".join(body) + scripts + "</body>\n</html>\n"
 
@@ -215,7 +215,8 @@ def _wh(size: tuple[int, int] | None) -> str:
     return f"{size[0]} × {size[1]}" if size else "\u2013"
 
 
-def _footer(files: list[str]) -> str:
+def _footer(files: list[str], viewer: bool) -> str:
     links = " · ".join(f'<a href="{escape(f)}">{escape(f)}</a>' for f in files)
-    return (f"<footer>Files: {links}. The 3D view runs three.js (MIT licence, text at the top of "
-            "viewer.bundle.js) with nrconvert's neural-material decoder; it needs no network.</footer>\n")
+    credit = (" The 3D view runs three.js (MIT licence, text at the top of viewer.bundle.js) with nrconvert's "
+              "neural-material decoder; it needs no network.") if viewer else ""
+    return f"<footer>Files: {links}.{credit}</footer>\n"

@@ -40,7 +40,7 @@ def write_report(report_dir: Path, capture: Capture, mesh: Mesh, texture: np.nda
     try:
         report_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=report_dir.parent, prefix=f".{report_dir.name}.", suffix=".tmp"))
-        _fill(tmp, metrics, timings, history, pairs, glb)
+        _fill(tmp, metrics, history, pairs, glb)
         _swap(tmp, report_dir)
         tmp = None
     except OSError as exc:
@@ -50,7 +50,7 @@ def write_report(report_dir: Path, capture: Capture, mesh: Mesh, texture: np.nda
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fill(folder: Path, metrics: dict, timings: dict, history: list[dict], pairs, glb: Path) -> None:
+def _fill(folder: Path, metrics: dict, history: list[dict], pairs, glb: Path) -> None:
     write_json(folder / "metrics.json", metrics)
     write_json(folder / "training.json", {"history": history})
     files = ["metrics.json", "training.json"]
@@ -66,7 +66,7 @@ def _fill(folder: Path, metrics: dict, timings: dict, history: list[dict], pairs
         rows, lod_error = None, str(exc) or type(exc).__name__
     note = copy_bundle(folder) or write_glb_script(folder, glb)
     page = Page(glb_name=glb.name, glb_bytes=glb.stat().st_size, metrics=metrics,
-                timings=timings, history=history, views=views, lods=rows, lod_error=lod_error,
+                timings=metrics["timings_s"], history=history, views=views, lods=rows, lod_error=lod_error,
                 viewer_note=note, files=files)
     (folder / "index.html").write_text(render_page(page), encoding="utf-8")
     os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700; the report gets the usual mode
