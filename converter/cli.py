@@ -187,9 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         try:
-            app(args, standalone_mode=False)
+            code = app(args, standalone_mode=False)
         except (KeyboardInterrupt, MemoryError, OSError) as exc:
             raise as_nrc_error(exc) from exc
+        if code == 130:  # typer catches KeyboardInterrupt (Ctrl-C, SIGTERM) itself and returns 130
+            raise as_nrc_error(KeyboardInterrupt())
     except NrcError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
