@@ -63,6 +63,9 @@ def _open(context, url: str):
     page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    # offline: everything comes from the report folder (or from memory), nothing from a network
+    page.on("request", lambda r: None if r.url.split(":", 1)[0] in ("file", "data", "blob")
+            else problems.append(f"network request: {r.url}"))
     page.goto(url, timeout=TIMEOUT_MS)
     page.wait_for_function(f"{READY} || !document.getElementById('viewer-note').hidden", timeout=TIMEOUT_MS)
     return page, problems
@@ -105,6 +108,13 @@ def report(tiny_conversion, tmp_path_factory):
                     out[f"lod{k}_state"] = _set(page, "lod", str(k))
                     shots[f"lod{k}"] = _canvas(page)
                 _set(page, "lod", "auto")
+                box = page.locator("#view3d").bounding_box()
+                x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+                page.mouse.move(x, y)
+                page.mouse.down()
+                page.mouse.move(x + 150, y + 40, steps=5)
+                page.mouse.up()
+                shots["orbited"] = _canvas(page)
                 out["distances"] = {f: (page.evaluate(f"window.nrcViewer.setDistance({f})"),
                                         page.evaluate("window.nrcViewer.state()"))[1] for f in (1, 2, 4, 8, 16, 32)}
                 out["shots"] = shots
@@ -137,6 +147,8 @@ def test_3d_view_is_not_blank_and_follows_look_and_lod(report):
         assert np.abs(_covered(other).mean() - covered.mean()) < 0.02
         both = covered & _covered(other)
         assert np.abs(neural[both] - other[both]).mean() > 3, look
+    orbited = shots["orbited"]  # dragged with the mouse: the asset turned, still in view
+    assert _covered(orbited).mean() > 0.05 and (np.abs(orbited - neural).sum(-1) > 30).mean() > 0.02
     lod0, lod1 = shots["lod0"], shots["lod1"]
     assert report["lod0_state"]["lod"] == 0 and report["lod1_state"]["lod"] == 1
     assert (np.abs(lod0 - lod1).sum(-1) > 30).mean() > 0.003  # another mesh and atlas

@@ -64,7 +64,7 @@ def thin(xs: Sequence[float], ys: Sequence[float], max_points: int) -> tuple[lis
 
 
 def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str, log_y: bool = False,
-               width: int = 640, height: int = 260, max_points: int = 600) -> str:
+               width: int = 500, height: int = 250, max_points: int = 600) -> str:
     """An SVG line chart of `series` (points with non-finite values, or <= 0 on a log axis, are
     left out). Raises ValueError when no series has a point to draw."""
     cleaned = [_clean(s, log_y, max_points) for s in series]
