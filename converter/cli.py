@@ -1,7 +1,6 @@
 """Thin command line over the library: `nrconvert CAPTURE -o scene.glb` and a few tools."""
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -17,10 +16,6 @@ from .errors import InterruptedRun, NrcError, OutOfMemoryError, UsageError, os_e
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a capture (photos + poses) into a production glTF asset.")
 console = Console(stderr=True)
-
-# MKL picks its code path by memory alignment unless told not to, so two runs of the same job
-# differed in the last bits (~0.2 dB after training); pinned, `--set threads=1` repeats exactly.
-os.environ.setdefault("MKL_CBWR", "AVX2")
 COMMANDS = {"convert", "synth", "validate", "render", "build-ext", "version", "batch", "--help", "-h"}
 
 
