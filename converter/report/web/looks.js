@@ -32,9 +32,9 @@ function slots(parser, root) {
 
 /** Why the file's neural material cannot be shown ('' when it can), from the same checks the
  * plugin runs; the plugin itself only warns on the console. */
-function neuralProblem(json, index) {
+function neuralProblem(ext) {
   try {
-    parseNeuralExtension(json.materials[index].extensions[EXTENSION]);
+    parseNeuralExtension(ext);
     return 'the decoder refused it (see the console)';
   } catch (err) {
     return err.message;
@@ -60,15 +60,14 @@ export class Looks {
     if (!this.available.includes(name)) throw new Error(`look ${name} is not in this file`);
     const problems = new Set();
     await Promise.all(this.slots.map(async (s) => {
-      if (name === 'pbr') {
-        s.mesh.material = s.pbr !== null ? s.defaultMaterial : await this.plainMaterial(s.captured);
-      } else if (s.captured === null) {
+      if (s.captured === null || (name === 'pbr' && s.pbr !== null)) {
         s.mesh.material = s.defaultMaterial;
-      } else if (name === 'captured') {
+      } else if (name !== 'neural') { // captured, or pbr on a mesh without a PBR material
         s.mesh.material = await this.plainMaterial(s.captured);
       } else {
         s.mesh.material = await this.parser.getDependency('material', s.captured);
-        if (!isNeuralMaterial(s.mesh.material)) problems.add(neuralProblem(this.parser.json, s.captured));
+        const ext = this.parser.json.materials[s.captured].extensions?.[EXTENSION];
+        if (ext !== undefined && !isNeuralMaterial(s.mesh.material)) problems.add(neuralProblem(ext));
       }
     }));
     this.note = problems.size ? `The neural material could not be decoded (${[...problems].join('; ')}): ` +
