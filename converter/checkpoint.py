@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import faults
 from .errors import os_error
 from .fields.occupancy import OccupancyGrid
 from .mesh import Mesh
@@ -29,6 +30,7 @@ def _commit(tmp: Path, path: Path) -> None:
 def write_json(path: Path, data: dict) -> None:
     tmp = atomic_path(path)
     try:
+        faults.disk_full("work", str(path))
         tmp.write_text(json.dumps(data, indent=2, default=_json_default))
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -55,7 +57,12 @@ def save_mesh(path: Path, mesh: Mesh) -> None:
     if mesh.tangents is not None:
         arrays["tangents"] = mesh.tangents
     tmp = atomic_path(path).with_suffix(".npz")
-    np.savez(tmp, **arrays)
+    try:
+        faults.disk_full("work", str(path))
+        np.savez(tmp, **arrays)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise os_error(exc, str(path), "a work file") from exc
     _commit(tmp, path)
 
 
@@ -65,8 +72,12 @@ def load_mesh(path: Path) -> Mesh:
                     z["uvs"] if "uvs" in z else None, z["tangents"] if "tangents" in z else None)
 
 
-def save_field(path: Path, tf, step: int) -> None:
-    """Field checkpoint: tensors and plain values only, so it loads with weights_only=True."""
+def save_field(path: Path, tf, step: int, resume: dict | None = None) -> None:
+    """Field checkpoint: tensors and plain values only, so it loads with weights_only=True.
+
+    `resume` (mid-training checkpoints) adds the optimizer moments, the RNG state and the loop
+    counters, so a killed run continues on the same trajectory instead of restarting Adam cold.
+    """
     state = {
         "field": tf.field.state_dict(), "background": tf.background.state_dict(),
         "occ_distance": tf.occupancy.distance, "occ_mask": tf.occupancy.mask,
@@ -74,8 +85,11 @@ def save_field(path: Path, tf, step: int) -> None:
         "box": torch.tensor(np.stack([tf.box.lo, tf.box.hi])), "dt": tf.dt, "masked": tf.masked,
         "history": json.dumps(tf.history), "step": step,
     }
+    if resume:
+        state["resume"] = resume
     tmp = atomic_path(path)
     try:
+        faults.disk_full("checkpoint", str(path))
         torch.save(state, tmp)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """Thin command line over the library: `nrconvert CAPTURE -o scene.glb` and a few tools."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,11 @@ from .errors import InterruptedRun, NrcError, OutOfMemoryError, UsageError, os_e
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a capture (photos + poses) into a production glTF asset.")
 console = Console(stderr=True)
+
+# MKL picks its code path by memory alignment unless told not to, so two runs of the same job
+# differed in the last bits (~0.2 dB after training); pinned, with `--set threads=1`, runs
+# mostly repeat exactly (a rare last-bit difference remains, see docs/errors.md).
+os.environ.setdefault("MKL_CBWR", "AVX2")
 COMMANDS = {"convert", "synth", "validate", "render", "build-ext", "version", "batch", "--help", "-h"}
 
 

@@ -14,6 +14,7 @@ class Config:
     preset: str = "balanced"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads (0: every core); 1 makes repeated runs agree far more closely
     # --- training ---
     steps: int = 2500
     time_budget_s: float = 420.0  # training stops at whichever comes first
@@ -41,6 +42,8 @@ class Config:
     occupancy_res: int = 128
     downscale: int = 1
     eval_every: int = 250
+    checkpoint_every: int = 250  # training checkpoints (WORK/field.partial.pt): every N steps...
+    checkpoint_every_s: float = 60.0  # ... or every N seconds, whichever comes first
     # --- extraction ---
     mc_resolution: int = 256
     max_triangles: int = 80_000

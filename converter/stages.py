@@ -1,6 +1,8 @@
 """One function per stage: compute it, or load it from the work folder when resuming."""
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import torch
@@ -14,7 +16,7 @@ from .bake.surface import from_field
 from .capture.model import Capture
 from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh
 from .kernels import backend
-from .pipeline import Run
+from .pipeline import STAGES, Run
 from .render.rays import Box
 from .train.data import load_rays, object_box
 from .train.trainer import TrainedField, build_field, train
@@ -24,6 +26,9 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     cfg = run.cfg
     path = run.workdir / "field.pt"
     partial = run.workdir / "field.partial.pt"
+    # several threads sum floats in a varying order (MKL, OpenMP reductions): runs differ in the
+    # last bits, which training amplifies to ~0.2 dB; threads=1 trades speed for (near-)exact repeats
+    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
     torch.manual_seed(cfg.seed)
     if run.cached("train", path):  # box, occupancy and mask mode all come from the checkpoint
         state = load_field_state(path)
@@ -35,17 +40,22 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     masked = data.alpha is not None
     box, hull = object_box(capture.train, data, cfg.occupancy_res, cfg.downscale)
     tf = build_field(cfg, box, masked, hull)
-    start = 0
+    resume = None
     if run.resume and partial.exists():
-        start = restore_field(tf, load_field_state(partial))
+        state = load_field_state(partial)
+        restore_field(tf, state)
+        resume = state.get("resume")
     eval_data = load_rays(capture.test[:1], cfg.downscale * 2) if capture.test else None
     run.reporter.start("train", cfg.steps)
 
     def progress(step, total, record):
         run.reporter.update("train", step, total, **record)
 
-    train(tf, data, cfg, eval_data=eval_data, progress=progress, start_step=start,
-          checkpoint=lambda t, s: save_field(partial, t, s))
+    def checkpoint(t, loop, optimizer):
+        resume = {"loop": dataclasses.asdict(loop), "optimizer": optimizer, "rng": torch.get_rng_state()}
+        save_field(partial, t, loop.step, resume)
+
+    train(tf, data, cfg, eval_data=eval_data, progress=progress, resume=resume, checkpoint=checkpoint)
     save_field(path, tf, cfg.steps)
     partial.unlink(missing_ok=True)
     last = tf.history[-1] if tf.history else {}
@@ -71,6 +81,7 @@ def bake_stage(run: Run, capture: Capture, tf: TrainedField, mesh) -> BakedAsset
     if run.cached("bake", folder / "bake.json"):
         lods, light, _ = load_lods(folder)
         return _asset(capture, lods, light)
+    _seed(run, "bake")
     run.reporter.start("bake", None)
     result = bake_lods(tf, mesh, capture.train, from_field(tf), run.cfg,
                        progress=lambda what, d, t: run.reporter.update("bake", d, t, step=what))
@@ -91,6 +102,7 @@ def neural_stage(run: Run, capture: Capture, tf: TrainedField, asset: BakedAsset
     if run.cached("neural", folder / "neural.json"):
         materials = load_neural(folder)
     else:
+        _seed(run, "neural")
         run.reporter.start("neural", None)
         materials, history = distill_lods(tf, asset.lods, capture.train, capture.up_axis, run.cfg,
                                           progress=lambda what, d, t: run.reporter.update("neural", d, t, step=what))
@@ -99,6 +111,13 @@ def neural_stage(run: Run, capture: Capture, tf: TrainedField, asset: BakedAsset
     for lod, mat in zip(asset.lods, materials):
         lod.maps.neural = mat
     return asset
+
+
+def _seed(run: Run, stage: str) -> None:
+    """Each stage starts from its own seed, so a stage re-run after a kill (or --redo) draws the
+    same random numbers as in one uninterrupted run, whatever ran before it in this process."""
+
+    torch.manual_seed(run.cfg.seed * 1000 + STAGES.index(stage))
 
 
 def _asset(capture: Capture, lods: list[Lod], light) -> BakedAsset:

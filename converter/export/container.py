@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 
+from .. import faults
 from ..errors import NrcError, OutputError, os_error
 
 
@@ -86,6 +87,7 @@ def atomic_write(path: Path, data: bytes, what: str = "the GLB") -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
+            faults.disk_full(path.suffix.lstrip(".").lower(), str(path))
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -8,7 +8,7 @@ import torch
 
 from ..capture.images import load_frame_image
 from ..capture.model import Frame
-from ..errors import CaptureError
+from ..errors import BoundsError, CaptureError
 from ..render.rays import Box, frame_rays
 
 
@@ -51,11 +51,14 @@ def camera_box(frames: list[Frame]) -> Box:
         p = np.eye(3) - np.outer(v, v)
         a += p; b += p @ c
     target = np.linalg.lstsq(a, b, rcond=None)[0]
+    spread = np.linalg.eigvalsh(a / len(frames))[0]  # ~0 when every camera looks the same way
     dist = np.median(np.linalg.norm(centres - target, axis=1))
     half_fov = min(min(np.arctan(f.width / 2 / f.fx), np.arctan(f.height / 2 / f.fy)) for f in frames)
     half = 0.95 * dist * np.tan(half_fov)
-    if not np.isfinite(half) or half <= 0:
-        raise CaptureError("cannot place the object: camera axes do not converge", hint="check poses")
+    if not np.isfinite(half) or half <= 0 or spread < 1e-4:
+        raise BoundsError("cannot place the object: the camera axes do not converge on a common point",
+                          hint="check the poses (all cameras in one spot, or looking in parallel?); "
+                          "the photos must circle or face the object from several sides")
     return Box(target - half, target + half)
 
 
@@ -94,7 +97,7 @@ def hull_box(hull: np.ndarray, box: Box, margin_cells: int = 2) -> Box:
     """Tight box around the occupied cells, with a margin."""
     idx = np.argwhere(hull)
     if len(idx) == 0:
-        raise CaptureError("the masks leave no foreground in front of every camera",
+        raise BoundsError("the masks leave no foreground in front of every camera",
                            hint="check that the alpha channel / masks mark the object, not the background")
     res = hull.shape[0]
     lo = box.from_unit(np.maximum(idx.min(0) - margin_cells, 0) / res)

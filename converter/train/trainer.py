@@ -1,8 +1,9 @@
 """Training loop: fit the SDF field (and the background) to the training photos."""
 from __future__ import annotations
 
+import copy
+import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,8 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..errors import TrainingError
+from .. import faults
+from ..errors import OutOfMemoryError, TrainingError
 from ..fields.background import Background
 from ..fields.hashgrid import HashGridConfig
 from ..fields.occupancy import OccupancyGrid
@@ -23,6 +25,10 @@ from .data import RayData, cube
 from .schedule import PlateauStop, active_levels, beta_ceiling, lr_factor
 
 Progress = Callable[[int, int, dict], None]
+log = logging.getLogger(__name__)
+MIN_BATCH_RAYS = 256
+MAX_ROLLBACKS = 3
+ROLLBACK_LR_FACTOR = 0.3
 
 
 @dataclass
@@ -100,39 +106,59 @@ def _band(tf: TrainedField) -> float:
     return 1.5 * cell + 5.0 * float(tf.field.beta_max)
 
 
+@dataclass
+class LoopState:
+    """Everything besides the field that a resumed run needs to continue as if never stopped."""
+
+    step: int = 0
+    seconds: float = 0.0  # training time already spent (the time budget counts across restarts)
+    lr_scale: float = 1.0  # lowered after a divergence
+    batch_rays: int = 0  # halved after running out of memory
+    rollbacks: int = 0
+    psnr_checks: list[float] = field(default_factory=list)
+
+
+Checkpoint = Callable[[TrainedField, LoopState, dict], None]
+
+
 def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | None = None,
-          progress: Progress | None = None, start_step: int = 0,
-          checkpoint: Callable[[TrainedField, int], None] | None = None) -> TrainedField:
-    torch.manual_seed(cfg.seed + start_step)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    opt = _optimizer(tf, cfg.lr)
+          progress: Progress | None = None, resume: dict | None = None,
+          checkpoint: Checkpoint | None = None) -> TrainedField:
+    """Fit the field. `resume` is a checkpoint's loop state ("loop", "optimizer", "rng")."""
     device = tf.field.log_beta.device
     data = data.to(device)
     eval_data = None if eval_data is None else eval_data.to(device)
-    n_rays = data.origins.shape[0]
-    stopper = PlateauStop(cfg.early_stop_patience, cfg.early_stop_min_delta)
-    t0 = time.time()
-    for step in range(start_step, cfg.steps):
-        frac = max(step / cfg.steps, (time.time() - t0) / cfg.time_budget_s)
+    opt = _optimizer(tf, cfg.lr)
+    state = LoopState(batch_rays=cfg.batch_rays)
+    torch.manual_seed(cfg.seed)
+    if resume:
+        state = LoopState(**resume["loop"])
+        opt.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["rng"])
+    stopper = PlateauStop(cfg.early_stop_patience, cfg.early_stop_min_delta, list(state.psnr_checks))
+    good = _snapshot(tf, opt, state)  # rolled back to when the loss goes NaN
+    t0, last_ckpt = time.time() - state.seconds, time.time()
+    while state.step < cfg.steps:
+        state.seconds = time.time() - t0
+        frac = max(state.step / cfg.steps, state.seconds / cfg.time_budget_s)
         if frac >= 1.0:
             break
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * lr_factor(frac, cfg.lr_final_ratio)
-        tf.field.set_active_levels(active_levels(frac, cfg.coarse_levels, tf.field.geo_levels, cfg.coarse_to_fine))
-        tf.field.beta_max.fill_(beta_ceiling(frac, 0.02, tf.field.beta_min, cfg.coarse_to_fine))
-        if step % 16 == 0:
-            tf.occupancy.update_sdf(tf.field.sdf_only, _band(tf))
-        record = _step(tf, data, cfg, opt, n_rays, step, frac)
+        record = _guarded_step(tf, data, cfg, opt, state, frac)
+        if record is None:  # diverged: back to the last good state with a lower learning rate
+            _restore(tf, opt, good, state)
+            continue
+        state.step += 1
         record["seconds"] = round(time.time() - t0, 2)
-        stop = False
-        if eval_data is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            record["test_psnr"] = evaluate(tf, eval_data)
-            stop = cfg.early_stop_patience > 0 and stopper.update(record["test_psnr"])
+        stop = _maybe_evaluate(tf, eval_data, cfg, state, stopper, record)
         tf.history.append(record)
-        if checkpoint and (step + 1) % 500 == 0:
-            checkpoint(tf, step + 1)
+        if state.step % cfg.checkpoint_every == 0 or time.time() - last_ckpt > cfg.checkpoint_every_s:
+            good = _snapshot(tf, opt, state)
+            if checkpoint:
+                checkpoint(tf, state, opt.state_dict())
+                record["checkpoint"] = state.step
+            last_ckpt = time.time()
         if progress:
-            progress(step + 1, cfg.steps, record)
+            progress(state.step, cfg.steps, record)
         if stop:
             break
     if eval_data is not None and tf.history and "test_psnr" not in tf.history[-1]:
@@ -140,8 +166,67 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
     return tf
 
 
-def _step(tf: TrainedField, data: RayData, cfg: Config, opt, n_rays: int, step: int, frac: float) -> dict:
-    idx = torch.randint(0, n_rays, (cfg.batch_rays,), device=data.origins.device)
+def _maybe_evaluate(tf, eval_data, cfg: Config, state: LoopState, stopper: PlateauStop, record: dict) -> bool:
+    if eval_data is None or not cfg.eval_every or state.step % cfg.eval_every:
+        return False
+    record["test_psnr"] = evaluate(tf, eval_data)
+    stop = cfg.early_stop_patience > 0 and stopper.update(record["test_psnr"])
+    state.psnr_checks = list(stopper.history)
+    return stop
+
+
+def _guarded_step(tf, data: RayData, cfg: Config, opt, state: LoopState, frac: float) -> dict | None:
+    """One step with its schedule; None when the loss went non-finite. Out of memory halves the
+    batch and tries again, down to 256 rays."""
+    for g in opt.param_groups:
+        g["lr"] = cfg.lr * state.lr_scale * lr_factor(frac, cfg.lr_final_ratio)
+    tf.field.set_active_levels(active_levels(frac, cfg.coarse_levels, tf.field.geo_levels, cfg.coarse_to_fine))
+    tf.field.beta_max.fill_(beta_ceiling(frac, 0.02, tf.field.beta_min, cfg.coarse_to_fine))
+    if state.step % 16 == 0:
+        tf.occupancy.update_sdf(tf.field.sdf_only, _band(tf))
+    while True:
+        try:
+            if faults.fire("oom", state.step) and state.batch_rays > 0:
+                raise MemoryError("injected by NRCONVERT_FAULTS")
+            return _step(tf, data, cfg, opt, state.batch_rays, state.step, frac)
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            opt.zero_grad(set_to_none=True)
+            if state.batch_rays <= MIN_BATCH_RAYS:
+                raise OutOfMemoryError(f"out of memory at step {state.step} even with {state.batch_rays} rays "
+                                       f"per batch ({exc})", hint="use a machine with more memory or a "
+                                       "smaller capture (--set downscale=2), then re-run with --resume") from exc
+            state.batch_rays = max(MIN_BATCH_RAYS, state.batch_rays // 2)
+            log.warning("out of memory at step %d: batch size lowered to %d rays", state.step, state.batch_rays)
+
+
+def _snapshot(tf: TrainedField, opt, state: LoopState) -> dict:
+    """An in-memory copy of the last good state (the disk checkpoint may be older or absent)."""
+    return {"field": copy.deepcopy(tf.field.state_dict()), "background": copy.deepcopy(tf.background.state_dict()),
+            "occ": (tf.occupancy.distance.clone(), tf.occupancy.mask.clone(), tf.occupancy.updates),
+            "optimizer": copy.deepcopy(opt.state_dict()), "step": state.step, "history": len(tf.history)}
+
+
+def _restore(tf: TrainedField, opt, good: dict, state: LoopState) -> None:
+    state.rollbacks += 1
+    if state.rollbacks > MAX_ROLLBACKS:
+        raise TrainingError(f"training diverged (loss NaN/Inf) at step {state.step}, {MAX_ROLLBACKS} times "
+                            f"after rolling back with a lower learning rate",
+                            hint="check the capture's poses and exposure; or try --set lr=0.001")
+    log.warning("loss not finite at step %d: back to step %d with learning rate x%.2g", state.step,
+                good["step"], state.lr_scale * ROLLBACK_LR_FACTOR)
+    tf.field.load_state_dict(good["field"])
+    tf.background.load_state_dict(good["background"])
+    distance, mask, updates = good["occ"]
+    tf.occupancy.distance, tf.occupancy.mask, tf.occupancy.updates = distance.clone(), mask.clone(), updates
+    opt.load_state_dict(good["optimizer"])
+    del tf.history[good["history"]:]
+    state.step = good["step"]
+    state.lr_scale *= ROLLBACK_LR_FACTOR
+
+
+def _step(tf: TrainedField, data: RayData, cfg: Config, opt, batch_rays: int, step: int, frac: float) -> dict | None:
+    n_rays = data.origins.shape[0]
+    idx = torch.randint(0, n_rays, (batch_rays,), device=data.origins.device)
     batch = {"origins": data.origins[idx], "dirs": data.dirs[idx], "rgb": data.rgb[idx],
              "alpha": None if data.alpha is None else data.alpha[idx]}
     out = render_rays(tf.field, tf.occupancy, batch["origins"], batch["dirs"], tf.box, tf.dt, jitter=True,
@@ -151,9 +236,10 @@ def _step(tf: TrainedField, data: RayData, cfg: Config, opt, n_rays: int, step: 
     eikonal, curvature = _regularisers(tf, cfg, frac)
     curv_w = cfg.curvature_weight * min(1.0, frac / max(cfg.coarse_to_fine, 1e-6))
     loss = rgb_loss + cfg.eikonal_weight * eikonal + curv_w * curvature
+    if faults.fire("nan_loss", step):
+        loss = loss * float("nan")
     if not torch.isfinite(loss):
-        raise TrainingError(f"loss became {loss.item()} at step {step}",
-                            hint="retry with a lower learning rate: --set lr=0.003")
+        return None
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
