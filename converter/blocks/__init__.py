@@ -1,0 +1,1 @@
+"""Large scenes in overlapping blocks: split, per-block training/extraction/baking, stitching."""
