@@ -108,8 +108,10 @@ def test_jobs_defaults_relative_paths_and_overrides(tmp_path):
     assert (b.id, b.preset, b.num_cpus, b.num_gpus) == ("b-hi", "fast", 4, 1)
     assert b.settings == {"steps": "900", "neural": "false", "lr": "0.005"}  # job's set over the defaults'
     ua, ub = units_from_jobs(spec)
-    assert ua.argv == ["nrconvert", str(a.capture), "-o", str(a.output), "--preset", "tiny",
+    assert ua.argv == ["nrconvert", str(a.capture), "-o", str(a.output), "--workdir", str(ua.workdir),
+                       "--preset", "tiny",
                        "--set", "neural=false", "--set", "steps=50", "--progress", "json"]
+    assert ua.workdir == tmp_path / "out" / "a.work"
     assert ub.inputs == [tmp_path / "caps" / "b"]  # a transforms.json capture: its whole folder
     assert ua.done_file == tmp_path / "out" / "a.batch" / "done.json"
     assert (ub.resources.num_cpus, ub.resources.num_gpus, ub.order) == (4, 1, 2)
@@ -299,14 +301,24 @@ def test_killed_unit_is_retried_and_a_new_batch_resumes_same_inputs(tmp_path):
     assert killer_done and result.status == DONE and result.attempts == 2
     history = json.loads(unit.done_file.read_text())["history"]
     assert [h["exit_code"] for h in history] == [137, 0]
-    # A later batch run on changed inputs starts fresh (no --resume), on the same inputs resumes.
+    # A later batch run on changed inputs starts fresh (no --resume, the work folder emptied of the
+    # old inputs' stages); one on the same inputs resumes and keeps the work folder.
+    unit.workdir = tmp_path / "out" / "a.work"
+    unit.workdir.mkdir()
+    (unit.workdir / "field.pt").write_text("trained on the old photos")
     unit.output.unlink()
     (unit.inputs[0] / "images" / "0.png").write_bytes(b"a new photo")
     run_attempt(unit, "run2")
-    assert calls(unit)[-1] == ""
+    assert calls(unit)[-1] == "" and not unit.workdir.exists()
+    unit.workdir.mkdir()
+    (unit.workdir / "field.pt").write_text("trained on the new photos")
     unit.output.unlink()
     run_attempt(unit, "run3")
-    assert calls(unit)[-1] == "--resume"
+    assert calls(unit)[-1] == "--resume" and (unit.workdir / "field.pt").exists()
+    records = json.loads(unit.attempts_file.read_text())["records"]
+    assert [(r["seq"], r["run"], r["attempt"], r["resume"]) for r in records] == [
+        (1, "run1", 1, False), (2, "run1", 2, True), (3, "run2", 1, False), (4, "run3", 1, True)]
+    assert [unit.log_file(n).exists() for n in (1, 2, 3, 4)] == [True] * 4  # one log per attempt
 
 
 def test_child_dies_with_its_parent(tmp_path):
@@ -364,7 +376,8 @@ def test_cli_dry_run_and_errors(tmp_path):
     res = run_cli("batch", str(path), "--dry-run", timeout=120)
     assert res.returncode == 0, res.stderr
     assert "a: run (1 CPU, 0 GPU, 2 retries)" in res.stdout
-    assert f"nrconvert {tmp_path / 'cap'} -o {tmp_path / 'out' / 'a.glb'} --preset tiny --set steps=10" in res.stdout
+    assert (f"nrconvert {tmp_path / 'cap'} -o {tmp_path / 'out' / 'a.glb'} --workdir {tmp_path / 'out' / 'a.work'} "
+            "--preset tiny --set steps=10") in res.stdout
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
     res = run_cli("batch", str(path), "--ray", "auto", "--jobs", "2", timeout=120)
     assert res.returncode == 2 and "--jobs is for runs on this machine" in res.stderr.replace("\n", "")

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 
 from ..errors import InterruptedRun, UsageError
 from .execute import SKIPPED, UnitResult
 from .jobs import load_jobs
 from .state import fingerprint, is_done, read_done
-from .summary import plan_lines, print_summary, progress_line, retry_line, say
+from .summary import plan_lines, print_summary, progress_line, retry_line, say, summary_table
 from .units import Unit, units_from_jobs
 
 
@@ -53,8 +54,10 @@ def batch(
     try:
         _run(todo, ray, jobs or 1, on_result)
     except KeyboardInterrupt:
-        print_summary(results)
-        raise InterruptedRun("the batch was stopped; units that finished have their done.json",
+        if results:
+            Console(width=max(Console().width, 120)).print(summary_table(results))
+        raise InterruptedRun(f"the batch was stopped with {len(units) - len(results)} of {len(units)} units "
+                             "unfinished; finished units have their done.json",
                              hint="re-run the same command: done units are skipped, the others resume") from None
     code = print_summary(results)
     if code:

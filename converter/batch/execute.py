@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -85,11 +86,13 @@ def _attempt(unit: Unit, batch_run: str, env, on_spawn, start: float) -> UnitRes
     if is_done(unit, digest):
         return already_done(unit, batch_run)
     _make_folders(unit)
-    number, resume = start_attempt(unit, digest, batch_run)
-    log = unit.log_file(number)
-    code = _run(command_line(unit, resume), log, env, lambda pid: update_attempt(
-        unit, batch_run, number, pid=pid, log=str(log)), on_spawn)
-    finish_attempt(unit, batch_run, number, code)
+    attempt = start_attempt(unit, digest, batch_run)
+    if not attempt.resume and unit.workdir is not None and unit.workdir.exists():
+        shutil.rmtree(unit.workdir)  # stages of other inputs (see Unit.workdir)
+    log = unit.log_file(attempt.seq)
+    code = _run(command_line(unit, attempt.resume), log, env,
+                lambda pid: update_attempt(unit, attempt.seq, pid=pid, log=str(log)), on_spawn)
+    finish_attempt(unit, attempt.seq, code)
     seconds = time.time() - start
     if code == 0:
         problem = check_output(unit)
@@ -99,7 +102,7 @@ def _attempt(unit: Unit, batch_run: str, env, on_spawn, start: float) -> UnitRes
         code, message = ValidationError.exit_code, problem
     else:
         message = error_message(log, code)
-    return UnitResult(unit.id, unit.order, FAILED, code, message, number, seconds, str(log))
+    return UnitResult(unit.id, unit.order, FAILED, code, message, attempt.number, seconds, str(log))
 
 
 def already_done(unit: Unit, batch_run: str) -> UnitResult:
@@ -122,7 +125,7 @@ def _make_folders(unit: Unit) -> None:
 
 def _run(cmd: list[str], log: Path, env, on_pid, on_spawn) -> int:
     """Run `cmd` with stdout+stderr into `log`; its exit code (128+N when killed by signal N)."""
-    with open(log, "ab") as out:
+    with open(log, "wb") as out:
         out.write(f"$ {shlex.join(cmd)}\n".encode())
         out.flush()
         try:

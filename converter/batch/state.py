@@ -6,9 +6,9 @@ mtimes, the settings and the nrconvert version. A unit is skipped only when the 
 fingerprint matches *and* the output is still the file the receipt describes, so editing a photo,
 changing a setting, upgrading nrconvert or deleting the GLB re-runs that unit and nothing else.
 
-`attempts.json` records every attempt (host, worker and child pid, exit code). A retry resumes
-(`--resume`) only from attempts made on the same fingerprint, and a record with no exit code is
-an attempt whose worker died under it.
+`attempts.json` records every attempt of every batch run (host, worker and child pid, exit code,
+fingerprint). An attempt resumes (`--resume`) only when an earlier one ran on the same
+fingerprint, and a record with no exit code is an attempt whose worker died under it.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
@@ -95,29 +96,36 @@ def write_done(unit: Unit, digest: str, inputs: dict, batch_run: str, seconds: f
     return done
 
 
-def start_attempt(unit: Unit, digest: str, batch_run: str) -> tuple[int, bool]:
-    """Record a new attempt; returns (its number in this batch run, whether to pass --resume)."""
-    data = _read_json(unit.attempts_file) or {}
-    records = data.get("records", []) if data.get("fingerprint") == digest else []
-    resume = bool(records)  # an earlier attempt on the same inputs left stages in the work folder
-    number = 1 + sum(1 for r in records if r.get("run") == batch_run)
-    records.append({"run": batch_run, "attempt": number, "host": socket.gethostname(),
-                    "worker_pid": os.getpid(), "pid": None, "resume": resume, "started": _now(),
-                    "ended": None, "exit_code": None})
-    _write_json(unit.attempts_file, {"fingerprint": digest, "records": records}, "the unit's attempts.json")
-    return number, resume
+@dataclass
+class Attempt:
+    seq: int  # 1, 2, ... over the unit's whole history: names its log file
+    number: int  # 1, 2, ... within this batch run: what retry policies count
+    resume: bool  # an earlier attempt on the same fingerprint left stages in the work folder
 
 
-def update_attempt(unit: Unit, batch_run: str, number: int, **fields) -> None:
+def start_attempt(unit: Unit, digest: str, batch_run: str) -> Attempt:
+    """Record a new attempt of the unit (kept across batch runs, one list per unit)."""
+    records = (_read_json(unit.attempts_file) or {}).get("records", [])
+    attempt = Attempt(seq=len(records) + 1,
+                      number=1 + sum(1 for r in records if r.get("run") == batch_run),
+                      resume=any(r.get("fingerprint") == digest for r in records))
+    records.append({"seq": attempt.seq, "run": batch_run, "attempt": attempt.number, "fingerprint": digest,
+                    "host": socket.gethostname(), "worker_pid": os.getpid(), "pid": None,
+                    "resume": attempt.resume, "started": _now(), "ended": None, "exit_code": None})
+    _write_json(unit.attempts_file, {"records": records}, "the unit's attempts.json")
+    return attempt
+
+
+def update_attempt(unit: Unit, seq: int, **fields) -> None:
     data = _read_json(unit.attempts_file) or {"records": []}
     for record in data["records"]:
-        if record.get("run") == batch_run and record.get("attempt") == number:
+        if record.get("seq") == seq:
             record.update(fields)
     _write_json(unit.attempts_file, data, "the unit's attempts.json")
 
 
-def finish_attempt(unit: Unit, batch_run: str, number: int, exit_code: int) -> None:
-    update_attempt(unit, batch_run, number, ended=_now(), exit_code=exit_code)
+def finish_attempt(unit: Unit, seq: int, exit_code: int) -> None:
+    update_attempt(unit, seq, ended=_now(), exit_code=exit_code)
 
 
 def run_records(unit: Unit, batch_run: str) -> list[dict]:

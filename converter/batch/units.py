@@ -37,6 +37,10 @@ class Unit:
     retries: int = 2  # further attempts after a retryable failure or a lost worker
     kind: str = "convert"  # which check_output applies
     order: int = 0  # position in the jobs file: the summary and the exit code follow it
+    # Stage outputs that `--resume` reuses. They belong to one fingerprint: a fresh start (new
+    # inputs or settings) empties the folder first, or a later retry with --resume could pick up
+    # stages of the old inputs that the killed fresh attempt had not overwritten yet.
+    workdir: Path | None = None
 
     @property
     def done_file(self) -> Path:
@@ -46,8 +50,9 @@ class Unit:
     def attempts_file(self) -> Path:
         return self.state_dir / "attempts.json"
 
-    def log_file(self, attempt: int) -> Path:
-        return self.state_dir / f"attempt-{attempt}.log"
+    def log_file(self, seq: int) -> Path:
+        """The log of the unit's seq-th attempt, counted over all batch runs."""
+        return self.state_dir / f"attempt-{seq}.log"
 
 
 def units_from_jobs(spec: BatchSpec) -> list[Unit]:
@@ -56,7 +61,8 @@ def units_from_jobs(spec: BatchSpec) -> list[Unit]:
 
 def convert_unit(job: Job) -> Unit:
     """A whole capture → one GLB, with JSON progress lines in the unit's log."""
-    argv = [NRCONVERT, str(job.capture), "-o", str(job.output), "--preset", job.preset]
+    workdir = job.output.with_suffix(".work")
+    argv = [NRCONVERT, str(job.capture), "-o", str(job.output), "--workdir", str(workdir), "--preset", job.preset]
     for key, value in sorted(job.settings.items()):
         argv += ["--set", f"{key}={value}"]
     argv += ["--progress", "json"]
@@ -65,7 +71,7 @@ def convert_unit(job: Job) -> Unit:
     return Unit(id=job.id, argv=argv, output=job.output, state_dir=job.output.with_suffix(".batch"),
                 inputs=[folder], settings=settings,
                 resources=Resources(job.num_cpus, job.num_gpus), retries=job.retries, kind="convert",
-                order=job.index)
+                order=job.index, workdir=workdir)
 
 
 def check_output(unit: Unit) -> str | None:
