@@ -115,6 +115,9 @@ def render_rays(field, occ: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, box
 
 def render_chunked(field, occ, o, d, box, dt, chunk: int = 8192, max_distance: float | None = None) -> RenderOut:
     """Inference over many rays without autograd."""
+    if o.shape[0] == 0:  # e.g. a view that sees none of the mesh
+        z = o.new_zeros(0)
+        return RenderOut(o.new_zeros(0, 3), z, z, 0)
     outs = []
     with torch.no_grad():
         for a in range(0, o.shape[0], chunk):
