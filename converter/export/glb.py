@@ -39,8 +39,8 @@ from .materials import (
     variants_root,
 )
 
-__all__ = ["ASSET_NODE", "CAMERAS_NODE", "build_gltf", "encode_png", "jsonable", "pack_glb",
-           "write_glb"]
+__all__ = ["ASSET_NODE", "CAMERAS_NODE", "add_lod_chain", "build_gltf", "encode_png", "finish_gltf",
+           "jsonable", "pack_glb", "write_glb"]
 
 ASSET_NODE = "nrconvert_asset"
 CAMERAS_NODE = "capture_cameras"
@@ -92,30 +92,48 @@ def build_gltf(asset: BakedAsset, *, version: str, hdr_uri: str | None = None
     gltf = gl.GLTF2(asset=gl.Asset(version="2.0", generator=f"nrconvert {version}"))
     blob = Blob(gltf)
     name = str(asset.metadata.get("name") or ASSET_NODE)
-    n = len(asset.lods)
-    meshes, any_variant = [], False
-    for k, lod in enumerate(asset.lods):
+    root = add_lod_chain(gltf, blob, asset.lods, asset.up_axis, name)
+    return finish_gltf(gltf, blob, [root], asset, version=version, hdr_uri=hdr_uri)
+
+
+def add_lod_chain(gltf: gl.GLTF2, blob: Blob, lods: list[Lod], up_axis: str, name: str,
+                  tag: str = "") -> int:
+    """Materials, meshes and nodes of one LOD chain (`NAME_LOD0`...); returns LOD0's node, the
+    one to list as a root (or as a child of a block node). `tag` goes into the material and image
+    names (`_block00`), so chains of several blocks stay apart by name."""
+    n = len(lods)
+    meshes = []
+    for k, lod in enumerate(lods):
         suffix = lod_suffix(n, k)
-        default, captured = add_lod_materials(gltf, blob, lod.maps, suffix)
-        any_variant |= captured is not None
+        default, captured = add_lod_materials(gltf, blob, lod.maps, tag + suffix)
         ext = variant_mapping(captured) if captured is not None else None
-        meshes.append(add_lod_mesh(gltf, blob, lod.mesh, asset.up_axis, name + suffix, default,
+        meshes.append(add_lod_mesh(gltf, blob, lod.mesh, up_axis, name + suffix, default,
                                    _tangents(lod), ext))
-    roots = [add_lod_nodes(gltf, [name + lod_suffix(n, k) for k in range(n)], meshes,
-                           [lod.screen_coverage for lod in asset.lods])]
+    return add_lod_nodes(gltf, [name + lod_suffix(n, k) for k in range(n)], meshes,
+                         [lod.screen_coverage for lod in lods])
+
+
+def finish_gltf(gltf: gl.GLTF2, blob: Blob, roots: list[int], asset: BakedAsset, *, version: str,
+                hdr_uri: str | None = None, chains: list[list[Lod]] | None = None) -> tuple[dict, bytes]:
+    """Cameras, the scene over `roots`, the extensions used by the LOD `chains` (default: the
+    asset's one), the buffer and `asset.extras.nrconvert`: the document and its binary chunk."""
+    chains = chains if chains is not None else [asset.lods]
+    roots = list(roots)
+    name = str(asset.metadata.get("name") or ASSET_NODE)
     cameras = None
     if asset.cameras:
         cameras = _add_cameras(gltf, asset.cameras, asset.up_axis)
         roots.append(cameras)
     gltf.scenes.append(gl.Scene(name=name, nodes=roots))
     gltf.scene = 0
+    lods = [lod for chain in chains for lod in chain]
     used = [UNLIT]
-    if any_variant:
+    if any(has_pbr(lod.maps) for lod in lods):
         used.append(VARIANTS)
         gltf.extensions = variants_root()
-    if n > 1:
+    if any(len(chain) > 1 for chain in chains):
         used.append(MSFT_LOD)
-    if any(lod.maps.neural is not None for lod in asset.lods):
+    if any(lod.maps.neural is not None for lod in lods):
         used.append(NEURAL)  # never in extensionsRequired: the unlit texture is the fallback
     gltf.extensionsUsed = used
     data = blob.data()
