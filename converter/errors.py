@@ -3,7 +3,7 @@
 Farms and batch scripts branch on the exit code, so every failure the user can act on has its own
 class; the message always names the file (and field) at fault and what to do about it.
 
-Exit codes 2-11 are permanent: the same input fails the same way, so retrying wastes a farm slot.
+Exit codes 2-12 are permanent: the same input fails the same way, so retrying wastes a farm slot.
 Exit codes 75-79 (75 is sysexits' EX_TEMPFAIL) are retryable: the machine, not the input, was at
 fault (disk full, out of memory, the job was stopped), and `--resume` continues from the last
 checkpoint. The full table, with messages, is docs/errors.md.
@@ -84,6 +84,13 @@ class BoundsError(CaptureError):
     """The cameras or points give no usable object bounds (all cameras in one spot, no overlap)."""
 
     exit_code = 11
+
+
+class BlockError(NrcError):
+    """A block unit command needs blocks that are not finished (nrconvert train/bake/merge --block):
+    run those first. Permanent: re-running this command alone cannot fix it."""
+
+    exit_code = 12
 
 
 class DiskFullError(OutputError):
