@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         if code == 130:  # typer catches KeyboardInterrupt (Ctrl-C, SIGTERM) itself and returns 130
             raise as_nrc_error(KeyboardInterrupt())
     except NrcError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)  # paths stay whole
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

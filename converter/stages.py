@@ -14,12 +14,21 @@ from .bake.extract import extract_mesh
 from .bake.store import load_lods, save_lods
 from .bake.surface import from_field
 from .capture.model import Capture
+from .errors import CaptureError
 from .checkpoint import load_field_state, load_mesh, restore_field, save_field, save_mesh
 from .kernels import backend
 from .pipeline import STAGES, Run
 from .render.rays import Box
 from .train.data import load_rays, object_box
 from .train.trainer import TrainedField, build_field, train
+
+MIN_TRAIN_PHOTOS = 3
+
+
+def cfg_threads(cfg) -> int:
+    """`threads` = 0: OMP_NUM_THREADS where a scheduler (Ray, a farm) set it, else every core."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return cfg.threads or (int(env) if env.isdigit() and int(env) > 0 else max(1, os.cpu_count() or 1))
 
 
 def train_stage(run: Run, capture: Capture) -> TrainedField:
@@ -28,7 +37,7 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     partial = run.workdir / "field.partial.pt"
     # several threads sum floats in a varying order (MKL, OpenMP reductions): runs differ in the
     # last bits, which training amplifies to ~0.2 dB; threads=1 trades speed for (near-)exact repeats
-    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    torch.set_num_threads(cfg_threads(cfg))
     torch.manual_seed(cfg.seed)
     if run.cached("train", path):  # box, occupancy and mask mode all come from the checkpoint
         state = load_field_state(path)
@@ -36,6 +45,10 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
         tf = build_field(cfg, Box(box[0], box[1]), bool(state["masked"]), None)
         restore_field(tf, state)
         return tf
+    if len(capture.train) < MIN_TRAIN_PHOTOS:
+        raise CaptureError(f"only {len(capture.train)} training photo(s); at least {MIN_TRAIN_PHOTOS} are needed "
+                           "to place the object", path=str(capture.root),
+                           hint="add photos from more sides (30-200 photos circling the object work best)")
     data = load_rays(capture.train, cfg.downscale)
     masked = data.alpha is not None
     box, hull = object_box(capture.train, data, cfg.occupancy_res, cfg.downscale)
