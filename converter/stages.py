@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -19,10 +21,11 @@ from .checkpoint import load_field_state, load_mesh, restore_field, save_field, 
 from .kernels import backend
 from .pipeline import STAGES, Run
 from .render.rays import Box
-from .train.data import load_rays, object_box
+from .train.data import RayData, load_rays, object_box
 from .train.trainer import TrainedField, build_field, train
 
 MIN_TRAIN_PHOTOS = 3
+Prepare = Callable[[Run, Capture], "tuple[RayData, Box, np.ndarray | None]"]
 
 
 def cfg_threads(cfg) -> int:
@@ -31,7 +34,9 @@ def cfg_threads(cfg) -> int:
     return cfg.threads or (int(env) if env.isdigit() and int(env) > 0 else max(1, os.cpu_count() or 1))
 
 
-def train_stage(run: Run, capture: Capture) -> TrainedField:
+def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> TrainedField:
+    """`prepare(run, capture)` gives the training rays, the box and its hull (default: every
+    training pixel and the object box); blocks.work passes a block's rays and cube."""
     cfg = run.cfg
     path = run.workdir / "field.pt"
     partial = run.workdir / "field.partial.pt"
@@ -49,9 +54,8 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
         raise CaptureError(f"only {len(capture.train)} training photo(s); at least {MIN_TRAIN_PHOTOS} are needed "
                            "to place the object", path=str(capture.root),
                            hint="add photos from more sides (30-200 photos circling the object work best)")
-    data = load_rays(capture.train, cfg.downscale)
+    data, box, hull = (prepare or _prepare)(run, capture)
     masked = data.alpha is not None
-    box, hull = object_box(capture.train, data, cfg.occupancy_res, cfg.downscale)
     tf = build_field(cfg, box, masked, hull)
     resume = None
     if run.resume and partial.exists():
@@ -75,6 +79,12 @@ def train_stage(run: Run, capture: Capture) -> TrainedField:
     run.reporter.end("train", steps=last.get("step", 0), train_psnr=last.get("train_psnr"),
                      test_psnr=last.get("test_psnr"), kernels=backend(tf.field.log_beta.device))
     return tf
+
+
+def _prepare(run: Run, capture: Capture) -> tuple[RayData, Box, np.ndarray | None]:
+    data = load_rays(capture.train, run.cfg.downscale)
+    box, hull = object_box(capture.train, data, run.cfg.occupancy_res, run.cfg.downscale)
+    return data, box, hull
 
 
 def extract_stage(run: Run, capture: Capture, tf: TrainedField):
