@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import faults
-from .errors import os_error
+from .errors import OutputError, os_error
 from .fields.occupancy import OccupancyGrid
 from .mesh import Mesh
 from .render.rays import Box
@@ -98,7 +98,12 @@ def save_field(path: Path, tf, step: int, resume: dict | None = None) -> None:
 
 
 def load_field_state(path: Path) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Tensors and plain values only: a tampered or torn work file fails here, never executes."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for disallowed objects, RuntimeError for a torn zip
+        raise OutputError(f"unreadable checkpoint in the work folder ({type(exc).__name__})", path=str(path),
+                          hint="delete it (or re-run with --redo train) to train again") from exc
     state["history"] = json.loads(state["history"])
     return state
 
