@@ -14,7 +14,11 @@ Pass the full-resolution frame (as loaded) and use `scaled_frame` for the intrin
 downscaled image.
 
 Pixels are used as stored: EXIF orientation is *not* applied, because SfM tools (COLMAP) estimate
-poses on the stored pixel grid too. Pillow reduces 16-bit RGB(A) PNGs to 8 bits per channel;
+poses on the stored pixel grid too. Formats: what Pillow reads (PNG, JPEG, WebP, BMP, TIFF); TIFFs
+are read with tifffile first, which keeps 16-bit and float samples (Pillow reduces those to 8 bits
+or refuses them); OpenEXR is read through pycolmap's OpenImageIO, which converts linear values to
+8-bit sRGB (values above 1 clip, alpha is dropped): Pillow has no EXR decoder and the training
+works on sRGB values in [0, 1] anyway. Pillow reduces 16-bit RGB(A) PNGs to 8 bits per channel;
 16-bit grayscale keeps its precision.
 """
 from __future__ import annotations
@@ -32,7 +36,8 @@ from ..errors import CaptureError
 from .model import Capture, Frame
 from .undistort import Distortion, undistort_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".exr")
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
@@ -93,7 +98,15 @@ def probe_image(path: Path, ref: str) -> tuple[int, int]:
     PNGs are verified chunk by chunk (CRC, no inflate), JPEGs are decoded at 1/8 scale (DCT
     scaling, a few ms) so truncated downloads are caught now and not halfway through training.
     `ref` says where the path came from, e.g. "transforms.json frames[3].file_path".
+    EXR and float TIFFs (no Pillow decoder) are decoded in full by their own readers.
     """
+    if path.suffix.lower() == ".exr" or (path.suffix.lower() in TIFF_SUFFIXES and not _pillow_opens(path)):
+        try:
+            pixels = _read_special(path)
+        except _DecodeError as exc:
+            raise CaptureError(f"unreadable or truncated image (referenced by {ref}): {exc}", path=str(path),
+                               hint="re-export or re-download the image, or remove the frame") from exc
+        return int(pixels.shape[1]), int(pixels.shape[0])
     try:
         with Image.open(path) as img:
             size = img.size
@@ -272,9 +285,74 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def read_pixels(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The photo's RGB (HxWx3 float32 in [0, 1]) and alpha (HxW) or None, with no camera checks.
+
+    For callers that need the pixels before any camera exists (feature extraction for SfM).
+    """
+    return _read_rgba(Path(path))
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file as HxW float in [0, 1] (colour masks are reduced to luminance)."""
+    return _read_mask(Path(path))
+
+
+def _pillow_opens(path: Path) -> bool:
+    try:
+        with Image.open(path):
+            return True
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+class _DecodeError(Exception):
+    """A special-format reader failed; callers turn it into a CaptureError with their context."""
+
+
+def _read_special(path: Path) -> np.ndarray:
+    """EXR (8-bit sRGB via pycolmap's OpenImageIO) or TIFF (tifffile, full bit depth) samples."""
+    if not path.is_file():
+        raise _DecodeError("image file not found")
+    if path.suffix.lower() == ".exr":
+        import pycolmap
+
+        bitmap = pycolmap.Bitmap.read(str(path), True)
+        if bitmap is None:
+            raise _DecodeError("OpenImageIO cannot decode this EXR")
+        return np.ascontiguousarray(bitmap.to_array())
+    import tifffile
+
+    try:
+        pixels = tifffile.imread(path)
+    except Exception as exc:  # tifffile raises many types (TiffFileError, ValueError, struct.error, ...)
+        raise _DecodeError(str(exc) or type(exc).__name__) from exc
+    if pixels.ndim == 3 and pixels.shape[0] in (3, 4) and pixels.shape[2] not in (3, 4):
+        pixels = np.moveaxis(pixels, 0, -1)  # planar (samples first) layout
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 2, 3, 4)):
+        raise _DecodeError(f"unsupported TIFF layout {pixels.shape} (expected one image, 1-4 channels)")
+    return pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Samples as stored (uint8/uint16/float), HxW or HxWxC, by the best reader for the format."""
+    suffix = path.suffix.lower()
+    if suffix == ".exr" or (suffix in TIFF_SUFFIXES and not _pillow_opens(path)):
+        try:
+            return _read_special(path)
+        except _DecodeError as exc:
+            raise CaptureError(f"unreadable or truncated image: {exc}", path=str(path)) from exc
+    if suffix in TIFF_SUFFIXES:
+        try:
+            return _read_special(path)  # keeps 16-bit samples Pillow would reduce to 8 bits
+        except _DecodeError:
+            pass  # e.g. a JPEG-compressed TIFF tifffile cannot decode without imagecodecs: Pillow can
+    return np.asarray(_normalise_mode(_open_decoded(path)))
+
+
 def _read_rgba(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode any 8/16-bit grayscale/RGB(A) image into float RGB and optional alpha."""
-    pixels = _to_float(np.asarray(_normalise_mode(_open_decoded(path))))
+    """Decode any 8/16-bit or float grayscale/RGB(A) image into float RGB and optional alpha."""
+    pixels = _to_float(_decode(path))
     if pixels.ndim == 2:
         return np.repeat(pixels[..., None], 3, axis=2), None
     channels = pixels.shape[2]
