@@ -53,6 +53,7 @@ class Run:
     redo: str | None = None  # re-run this stage and everything after it
     validate: bool = True
     reporter: Reporter = field(default_factory=SilentReporter)
+    sfm: object | None = None  # capture.sfm.SfmOptions for photos without poses (posed in workdir/sfm/)
 
     def __post_init__(self) -> None:
         self.output = Path(self.output).resolve()
@@ -95,7 +96,8 @@ def convert(run: Run) -> RunResult:
     check_output(run)
     timings: dict[str, float] = {}
     t = time.time()
-    capture = load_capture(Path(run.capture_path))
+    capture = load_capture(Path(run.capture_path), workdir=run.workdir, sfm=run.sfm, resume=run.resume,
+                           reporter=run.reporter)
     timings["capture"] = time.time() - t
     prepare_workdir(run)
     write_json(run.workdir / "capture.json", capture_summary(capture))
@@ -132,4 +134,5 @@ def capture_summary(capture: Capture) -> dict:
         "train": len(capture.train), "test": len(capture.test),
         "resolution": [capture.frames[0].width, capture.frames[0].height] if capture.frames else None,
         "gt_mesh": str(capture.gt_mesh_path) if capture.gt_mesh_path else None,
+        "sfm": capture.extras.get("sfm"),
     }
