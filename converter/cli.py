@@ -37,7 +37,7 @@ def _parse_sets(items: list[str]) -> dict:
 
 @app.command()
 def convert(
-    capture: Path = typer.Argument(..., help="Capture folder: transforms.json or a COLMAP model + images."),
+    capture: Path = typer.Argument(..., help="Capture folder: transforms.json, a COLMAP model + images, or photos (posed by SfM)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .glb path."),
     preset: str = typer.Option("balanced", help="tiny | fast | balanced | quality"),
     workdir: Optional[Path] = typer.Option(None, help="Stage outputs (default: OUTPUT.work/ next to the GLB)."),
@@ -51,6 +51,10 @@ def convert(
     set_: list[str] = typer.Option([], "--set", help="Override any setting, e.g. --set steps=4000."),
     validate: bool = typer.Option(True, help="Check the GLB with the Khronos glTF-Validator."),
     progress: str = typer.Option("rich", help="rich | json | none"),
+    masks: Optional[Path] = typer.Option(None, "--masks", help="Photos without poses: folder of object masks (NAME.png or same stem)."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", help="Photos without poses: use at most N, evenly spread."),
+    sfm_max_size: int = typer.Option(2000, "--sfm-max-size", help="Photos without poses: long side SIFT sees (larger are shrunk)."),
+    sfm_matcher: str = typer.Option("auto", "--sfm-matcher", help="Photos without poses: auto | exhaustive | sequential."),
 ) -> None:
     """Convert a capture into a GLB (plus OUTPUT.report/ with metrics)."""
     from .config import make_config
@@ -78,12 +82,25 @@ def convert(
         raise UsageError(str(exc).strip("'\"")) from exc
     reporter = {"rich": RichReporter, "json": JsonReporter, "none": SilentReporter}[progress]()
     run = Run(capture, output, cfg, workdir=workdir, resume=resume or bool(redo), redo=redo,
-              validate=validate, reporter=reporter)
+              validate=validate, reporter=reporter,
+              sfm=_sfm_options(masks, max_images, sfm_max_size, sfm_matcher, cfg.seed))
     try:
         result = run_convert(run)
     finally:
         getattr(reporter, "close", lambda: None)()
     _summary(result, progress)
+
+
+def _sfm_options(masks, max_images, max_size, matcher, seed):
+    from .capture.sfm import SfmOptions
+
+    if max_images is not None and max_images < 3:
+        raise UsageError(f"--max-images must be at least 3, got {max_images}")
+    if max_size < 100:
+        raise UsageError(f"--sfm-max-size must be at least 100 pixels, got {max_size}")
+    if matcher not in ("auto", "exhaustive", "sequential"):
+        raise UsageError(f"--sfm-matcher must be auto, exhaustive or sequential, got {matcher!r}")
+    return SfmOptions(masks=masks, max_images=max_images, max_size=max_size, matcher=matcher, seed=seed)
 
 
 def _summary(result, mode: str) -> None:
@@ -109,6 +126,10 @@ def _summary(result, mode: str) -> None:
         table.add_row("Chamfer / bbox diag", f"{geo['chamfer_ratio_of_bbox_diagonal'] * 100:.2f} %")
         table.add_row("F-score @1%", f"{geo['fscore']:.3f}")
     Console().print(table)
+    from .capture.sfm_summary import summary_lines_of
+
+    for line in summary_lines_of(result.workdir):
+        print(line)
     print(f"GLB:    {result.glb}")
     print(f"Report: {result.report_dir / 'index.html'}")
 
