@@ -137,7 +137,7 @@ def _summary(result, mode: str) -> None:
 @app.command()
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to write the capture into."),
-    object: str = typer.Option("suzanne", help="suzanne | suzanne_specular | torus_knot | box | materials"),
+    object: str = typer.Option("suzanne", help="suzanne | suzanne_specular | torus_knot | box | materials | street (a row of objects)"),
     preset: str = typer.Option("tiny", help="tiny | standard | large"),
     seed: int = typer.Option(0),
     background: str = typer.Option("transparent", help="transparent (RGBA, masked) | opaque (HDRI behind)"),
