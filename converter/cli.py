@@ -22,7 +22,8 @@ console = Console(stderr=True)
 # differed in the last bits (~0.2 dB after training); pinned, with `--set threads=1`, runs
 # mostly repeat exactly (a rare last-bit difference remains, see docs/errors.md).
 os.environ.setdefault("MKL_CBWR", "AVX2")
-COMMANDS = {"convert", "synth", "validate", "render", "build-ext", "version", "batch", "--help", "-h"}
+COMMANDS = {"convert", "synth", "validate", "render", "build-ext", "version", "batch", "split", "train", "bake",
+            "merge", "--help", "-h"}
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -50,7 +51,9 @@ def convert(
     neural: bool = typer.Option(True, help="Distil the view-dependent look into a neural material (NRC_neural_material)."),
     set_: list[str] = typer.Option([], "--set", help="Override any setting, e.g. --set steps=4000."),
     validate: bool = typer.Option(True, help="Check the GLB with the Khronos glTF-Validator."),
-    progress: str = typer.Option("rich", help="rich | json | none"),
+    progress: str = typer.Option("rich", help="rich | json | none | openjd (openjd_progress: N lines, for farms)"),
+    blocks: Optional[str] = typer.Option(None, "--blocks", help="auto | N: a large scene in overlapping blocks, one field each (docs/farm.md)."),
+    tiles: bool = typer.Option(False, "--tiles", help="With --blocks: one GLB per block plus OUTPUT.index.json."),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Photos without poses: folder of object masks (NAME.png or same stem)."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Photos without poses: use at most N, evenly spread."),
     sfm_max_size: int = typer.Option(2000, "--sfm-max-size", help="Photos without poses: long side SIFT sees (larger are shrunk)."),
@@ -58,8 +61,7 @@ def convert(
 ) -> None:
     """Convert a capture into a GLB (plus OUTPUT.report/ with metrics)."""
     from .config import make_config
-    from .pipeline import STAGES, Run, SilentReporter, convert as run_convert
-    from .progress import JsonReporter, RichReporter
+    from .pipeline import STAGES, Run, convert as run_convert
 
     if redo and redo not in STAGES:
         raise UsageError(f"--redo must be one of {', '.join(STAGES)}")
@@ -80,12 +82,14 @@ def convert(
         cfg = make_config(preset, overrides)
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc).strip("'\"")) from exc
-    reporter = {"rich": RichReporter, "json": JsonReporter, "none": SilentReporter}[progress]()
+    if tiles and not blocks:
+        raise UsageError("--tiles needs --blocks")
+    reporter = reporter_for(progress)
     run = Run(capture, output, cfg, workdir=workdir, resume=resume or bool(redo), redo=redo,
               validate=validate, reporter=reporter,
               sfm=_sfm_options(masks, max_images, sfm_max_size, sfm_matcher, cfg.seed))
     try:
-        result = run_convert(run)
+        result = convert_in_blocks(run, blocks, tiles) if blocks else run_convert(run)
     finally:
         getattr(reporter, "close", lambda: None)()
     _summary(result, progress)
@@ -204,6 +208,9 @@ def build_ext() -> None:
 from .batch.command import batch as _batch  # noqa: E402  many captures, locally or on Ray (docs/batch.md)
 
 app.command("batch")(_batch)
+from .blocks.command import convert_in_blocks, register as _register_blocks, reporter_for  # noqa: E402
+
+_register_blocks(app)  # split / train / bake / merge: a scene in blocks, unit by unit (docs/farm.md)
 
 
 @app.command()
