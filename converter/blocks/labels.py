@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..capture.images import load_frame_image
+from ..capture.images import frame_distortion, load_frame_image, read_mask
 from ..capture.model import Frame
+from ..capture.undistort import distort_image
 from ..errors import os_error
 from ..kernels.march import march_rays
 from ..render.rays import Box, frame_rays, intersect_box
@@ -104,13 +105,22 @@ def block_frames(frames: list[Frame], indices: list[int], hull: SceneHull, box: 
             continue
         path = folder / f"{f.split}_{i:05d}.png"
         if not path.exists():
-            lab, _, _ = frame_labels(f, hull, box)
-            keep = (lab == KEEP).astype(np.float32)
-            if f.mask_path is not None:  # the block's mask replaces the photo's own: multiply it in
-                keep *= np.asarray(Image.open(f.mask_path).convert("L"), np.float32) / 255.0
-            _write_mask(path, keep)
+            _write_mask(path, _keep_mask(f, hull, box))
         out.append(dataclasses.replace(f, mask_path=path))
     return out
+
+
+def _keep_mask(frame: Frame, hull: SceneHull, box: Box) -> np.ndarray:
+    """1 on KEEP pixels, in the photo's own (distorted) pixels, times the photo's own mask: the
+    loader undistorts a mask file and multiplies it with the image's alpha, as it does any mask."""
+    lab, _, _ = frame_labels(frame, hull, box)
+    keep = (lab == KEEP).astype(np.float32)
+    lens = frame_distortion(frame)
+    if lens is not None and not lens.is_identity():
+        keep = np.clip(distort_image(keep, frame.intrinsics(), lens), 0.0, 1.0)
+    if frame.mask_path is not None:  # the block's mask replaces the photo's own: multiply it in
+        keep *= read_mask(frame.mask_path)
+    return keep
 
 
 def _write_mask(path: Path, keep: np.ndarray) -> None:

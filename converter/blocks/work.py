@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..bake.asset import BakedAsset
-from ..bake.extract import decimate, marching, remove_small_components
+from ..bake.extract import marching, remove_small_components
+from ..bake.lod import decimate_to
 from ..capture.model import Capture
 from ..checkpoint import load_mesh, save_mesh, write_json
 from ..errors import BlockError, ExtractionError, UsageError
-from ..mesh import Mesh, vertex_normals
+from ..mesh import Mesh
 from ..pipeline import Run
 from ..render.rays import Box
 from .clip import clip_slab
@@ -141,8 +142,8 @@ def extract_block(run: Run, tf, layout: Layout, k: int) -> Mesh:
     if mesh.n_triangles == 0:
         raise ExtractionError(f"block {k} has no surface inside its own region",
                               hint="ask for fewer blocks (--blocks), or check the capture's masks")
-    mesh = decimate(remove_small_components(mesh, cfg.min_component_ratio), cfg.max_triangles)
-    mesh.normals = vertex_normals(mesh.vertices, mesh.faces)
+    # borders frozen (as the LOD chain does): the cut edge stays on its plane, so the seam stays shut
+    mesh = decimate_to(remove_small_components(mesh, cfg.min_component_ratio), cfg.max_triangles)
     save_mesh(path, mesh)
     run.reporter.end("extract", triangles=mesh.n_triangles)
     return mesh
