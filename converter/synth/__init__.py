@@ -2,7 +2,8 @@
 
 `render_capture` renders a procedural object under one of Blender's bundled HDRIs into a
 NeRF-synthetic / nerfstudio `transforms_*.json` dataset with held-out and relit test views and the
-ground-truth mesh; `render_glb` renders an exported GLB from a capture's cameras under the same
+ground-truth mesh (or, for `object="street"`, a row of objects seen from cameras driving past it,
+the large-scene test); `render_glb` renders an exported GLB from a capture's cameras under the same
 settings, for quality measurement. Blender always runs in a subprocess: importing this package
 never imports bpy, so it is safe next to torch.
 """

@@ -1,8 +1,8 @@
 """Subprocess entry point: `python -m nrconvert.synth._blender_main JOB.json`.
 
 Blender (bpy) only ever runs here, never in a process that imports torch. The job file says what
-to put in the scene (a procedural object or a GLB), the render settings, the worlds, and the
-passes of views to render. Progress goes to stdout as JSON lines, errors to stderr.
+to put in the scene (a procedural object, the street row or a GLB), the render settings, the
+worlds, and the passes of views to render. Progress goes to stdout as JSON lines, errors to stderr.
 
 Exit codes: 0 done, 1 failed (traceback on stderr), 3 bpy could not be imported.
 """
@@ -22,6 +22,13 @@ def _build_scene(job: dict[str, Any]) -> None:
     from nrconvert.synth.ply import write_ply
 
     content = job["scene"]
+    if "street" in content:
+        from nrconvert.synth._blender_street import make_street, street_triangles
+
+        objs = make_street(content["street"])
+        if job.get("gt_mesh"):
+            write_ply(job["gt_mesh"], *street_triangles(objs))
+        return
     if "object" in content:
         obj = objects.make_object(content["object"])
         if job.get("gt_mesh"):

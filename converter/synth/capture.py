@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from nrconvert.errors import OutputError
-from nrconvert.synth import cameras as cams
 from nrconvert.synth._runner import Progress, run_blender_job
+from nrconvert.synth.plan import CapturePlan, object_plan
 from nrconvert.synth.presets import (
-    CAMERA_ANGLE_X, CAMERA_RADIUS, DEFAULT_HDRI, DEFAULT_RELIGHT_HDRI, ELEVATION_RANGE_DEG, Preset,
-    check_background, check_hdri, check_object, get_preset,
+    DEFAULT_HDRI, DEFAULT_RELIGHT_HDRI, check_background, check_hdri, check_object, get_preset,
 )
+from nrconvert.synth.street import STREET, street_plan
 
 SPLITS = ("train", "test", "test_relight")
 
@@ -30,10 +30,9 @@ def world_spec(hdri: str) -> dict[str, Any]:
     return {"hdri": hdri, "strength": 1.0, "rotation_z": 0.0}
 
 
-def _poses(preset: Preset, seed: int) -> dict[str, list[np.ndarray]]:
-    train = cams.train_directions(preset.n_train, ELEVATION_RANGE_DEG)
-    test = cams.test_directions(preset.n_test, ELEVATION_RANGE_DEG, seed, avoid=train)
-    return {"train": cams.camera_poses(train, CAMERA_RADIUS), "test": cams.camera_poses(test, CAMERA_RADIUS)}
+def _plan(object: str, preset: str, seed: int) -> CapturePlan:
+    """The street scene has its own layout and presets; every other object sits alone at the origin."""
+    return street_plan(preset, seed) if object == STREET else object_plan(object, preset, seed)
 
 
 def _frame_name(split: str, i: int) -> str:
@@ -61,7 +60,7 @@ def _passes(root: Path, poses: dict[str, list[np.ndarray]], opaque: bool) -> lis
     return passes
 
 
-def _transforms(split: str, poses: list[np.ndarray], preset: Preset, block: dict[str, Any],
+def _transforms(split: str, poses: list[np.ndarray], plan: CapturePlan, block: dict[str, Any],
                 opaque: bool) -> dict[str, Any]:
     frames = []
     for i, m in enumerate(poses):
@@ -71,7 +70,7 @@ def _transforms(split: str, poses: list[np.ndarray], preset: Preset, block: dict
         frames.append(frame)
     split_world = "relight_world" if split == "test_relight" else "world"
     return {
-        **cams.intrinsics(preset.resolution, preset.resolution, CAMERA_ANGLE_X),
+        **plan.intrinsics(),
         "nrconvert": {**block, "split_world": split_world},
         "frames": frames,
     }
@@ -115,18 +114,20 @@ def render_capture(out_dir: Path, *, object: str = "suzanne", preset: str = "tin
 
     Writes `transforms_{train,test,test_relight}.json`, the PNGs they list, `gt_mesh.ply` (the
     object in world coordinates) and, for an opaque background, coverage masks under `masks/`.
+    `object="street"` renders a row of objects from cameras driving past it (`synth.street`).
     """
-    spec = get_preset(preset)
+    get_preset(preset)
     check_object(object)
     check_background(background)
     hdri, relight_hdri = check_hdri(hdri), check_hdri(relight_hdri)
     out_dir = Path(out_dir).expanduser().resolve()
     _check_replaceable(out_dir)
     opaque = background == "opaque"
-    poses = _poses(spec, seed)
+    plan = _plan(object, preset, seed)
+    poses = plan.poses
     block = {"gt_mesh": "gt_mesh.ply", "object": object, "preset": preset, "seed": seed,
              "background": background, "world": world_spec(hdri), "relight_world": world_spec(relight_hdri),
-             "samples": spec.samples, "denoise": spec.denoise}
+             "samples": plan.samples, "denoise": plan.denoise, **plan.meta}
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -136,15 +137,15 @@ def render_capture(out_dir: Path, *, object: str = "suzanne", preset: str = "tin
     tmp.mkdir()
     try:
         run_blender_job({
-            "scene": {"object": object},
-            "render": {"w": spec.resolution, "h": spec.resolution, "camera_angle_x": CAMERA_ANGLE_X,
-                       "samples": spec.samples, "denoise": spec.denoise, "seed": seed, "background": background},
+            "scene": plan.scene,
+            "render": {"w": plan.width, "h": plan.height, "camera_angle_x": plan.camera_angle_x,
+                       "samples": plan.samples, "denoise": plan.denoise, "seed": seed, "background": background},
             "worlds": {"world": block["world"], "relight_world": block["relight_world"]},
             "passes": _passes(tmp, poses, opaque),
             "gt_mesh": str(tmp / "gt_mesh.ply"),
         }, progress)
         for split in SPLITS:
-            data = _transforms(split, poses["test" if split == "test_relight" else split], spec, block, opaque)
+            data = _transforms(split, poses["test" if split == "test_relight" else split], plan, block, opaque)
             (tmp / f"transforms_{split}.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
         _move_into_place(tmp, out_dir)
     finally:

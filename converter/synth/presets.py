@@ -10,7 +10,8 @@ from pathlib import Path
 
 from nrconvert.errors import UsageError
 
-OBJECTS: tuple[str, ...] = ("suzanne", "suzanne_specular", "torus_knot", "box", "materials")
+# "street" is a scene, not one object: a row of objects along X seen from a lane (synth/street.py).
+OBJECTS: tuple[str, ...] = ("suzanne", "suzanne_specular", "torus_knot", "box", "materials", "street")
 
 # Blender's bundled studio-light worlds (datafiles/studiolights/world).
 HDRIS: tuple[str, ...] = (
