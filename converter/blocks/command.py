@@ -19,8 +19,11 @@ PROGRESS = ("rich", "json", "none", "openjd")
 UNIT_STAGES = ("train", "extract", "bake", "neural")
 
 
-def check_blocks(value: str) -> str:
-    """`auto` or a whole number >= 1, as a string (it is stored as given in blocks.json)."""
+def check_blocks(value: str | None) -> str | None:
+    """`auto` or a whole number >= 1, as a string (it is stored as given in blocks.json); None:
+    whatever the work folder's layout says (auto if it has none)."""
+    if value is None:
+        return None
     text = str(value).strip().lower()
     if text == "auto":
         return text
@@ -91,7 +94,8 @@ def _closing(run, fn, *args):
 
 CAPTURE = typer.Argument(..., help="Capture folder (as for nrconvert CAPTURE).")
 OUTPUT = typer.Option(..., "-o", "--output", help="The final .glb; the shared work folder is OUTPUT.work/.")
-BLOCKS = typer.Option("auto", "--blocks", help="auto | N: blocks the scene is split into (same for every unit).")
+BLOCKS = typer.Option(None, "--blocks", help="auto | N: blocks the scene is split into (same for every unit; "
+                      "default: the work folder's layout, else auto).")
 BLOCK = typer.Option(..., "--block", help="Which block (1 to N).")
 PRESET = typer.Option("balanced", help="tiny | fast | balanced | quality (same for every unit).")
 WORKDIR = typer.Option(None, help="Shared work folder (default OUTPUT.work/).")
@@ -167,7 +171,7 @@ def print_result(result, output: Path, tiles: bool) -> None:
     print(f"Report: {result.report_dir / 'index.html'}")
 
 
-def convert_in_blocks(run, blocks: str, tiles: bool):
+def convert_in_blocks(run, blocks: str | None, tiles: bool):
     """`nrconvert CAPTURE -o OUT --blocks N [--tiles]`: every unit in this process."""
     from .run import convert_blocks
 

@@ -34,13 +34,13 @@ def load(run: Run) -> Capture:
     return capture
 
 
-def split_unit(run: Run, requested: str) -> Layout:
+def split_unit(run: Run, requested: str | None) -> Layout:
     plan(run.reporter, ["capture", "split"])
     capture = load(run)
     return prepare_layout(run, capture, requested)[0]
 
 
-def train_unit(run: Run, requested: str, block: int) -> None:
+def train_unit(run: Run, requested: str | None, block: int) -> None:
     plan(run.reporter, ["capture", "split", "train"])
     capture = load(run)
     layout, hull = prepare_layout(run, capture, requested)
@@ -49,7 +49,7 @@ def train_unit(run: Run, requested: str, block: int) -> None:
     train_block(run, capture, layout, hull, block)
 
 
-def bake_unit(run: Run, requested: str, block: int) -> None:
+def bake_unit(run: Run, requested: str | None, block: int) -> None:
     plan(run.reporter, ["capture", "split", *BLOCK_STAGES])
     capture = load(run)
     layout, hull = prepare_layout(run, capture, requested)
@@ -58,7 +58,7 @@ def bake_unit(run: Run, requested: str, block: int) -> None:
     bake_block(run, capture, layout, hull, block)
 
 
-def merge_unit(run: Run, requested: str, tiles: bool) -> RunResult:
+def merge_unit(run: Run, requested: str | None, tiles: bool) -> RunResult:
     check_output(run)
     plan(run.reporter, ["capture", "split", *MERGE_STAGES])
     capture = load(run)
@@ -66,7 +66,7 @@ def merge_unit(run: Run, requested: str, tiles: bool) -> RunResult:
     return merge_blocks(run, capture, layout, tiles, {})
 
 
-def convert_blocks(run: Run, requested: str, tiles: bool = False) -> RunResult:
+def convert_blocks(run: Run, requested: str | None, tiles: bool = False) -> RunResult:
     """Split, then every block's train/extract/bake/neural in turn, then merge: one process."""
     check_output(run)
     timings: dict[str, float] = {}

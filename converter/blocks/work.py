@@ -39,14 +39,16 @@ def block_dir(workdir: Path, block_id: int) -> Path:
     return Path(workdir) / f"block_{block_id:02d}"
 
 
-def prepare_layout(run: Run, capture: Capture, requested: str) -> tuple[Layout, SceneHull]:
+def prepare_layout(run: Run, capture: Capture, requested: str | None) -> tuple[Layout, SceneHull]:
     """The split, made once and then read back (WORK/blocks.json + WORK/scene_hull.npz).
 
     A fresh `convert` (no --resume) splits again; unit commands always reuse what is there, and
-    refuse a work folder split for another --blocks value (a farm job must not mix two splits)."""
+    refuse a work folder split for another --blocks value (a farm job must not mix two splits).
+    `requested` None takes the layout that is there, else splits `auto`."""
     layout_path, hull_path = run.workdir / "blocks.json", run.workdir / "scene_hull.npz"
     if run.resume and layout_path.exists() and hull_path.exists():
         layout = Layout.load(layout_path)
+        requested = layout.requested if requested is None else requested
         if requested not in (layout.requested, str(len(layout.blocks))) or layout.n_train != len(capture.train):
             raise UsageError(f"the work folder was split for --blocks {layout.requested} "
                              f"({len(layout.blocks)} blocks, {layout.n_train} training photos); asked: "
@@ -55,7 +57,7 @@ def prepare_layout(run: Run, capture: Capture, requested: str) -> tuple[Layout, 
         return layout, SceneHull.load(hull_path)
     run.reporter.start("split", None)
     hull = build_scene_hull(capture.train, capture.bounds)
-    layout = split_scene(capture, hull, requested)
+    layout = split_scene(capture, hull, requested or "auto")
     run.workdir.mkdir(parents=True, exist_ok=True)
     for old in run.workdir.glob("block_*/masks"):  # masks of an older split would be stale
         shutil.rmtree(old, ignore_errors=True)
