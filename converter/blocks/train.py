@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..config import Config
 from ..render.rays import Box, frame_rays
 from ..train.data import RayData, cube, load_rays, visual_hull
-from .labels import EMPTY, IGNORE, frame_labels
+from .labels import EMPTY, IGNORE, KEEP, frame_labels
 from .scene import SceneHull
 
 
@@ -28,19 +29,33 @@ def block_training_data(frames: list[Frame], hull: SceneHull, box: Box, cfg: Con
     cube_box = cube(box)
     if hull.grid is None:
         return load_rays(frames, cfg.downscale), cube_box, None
-    parts: list[tuple[np.ndarray, ...]] = []
-    carve_masks = []
-    for f in frames:
-        lab, rgb, alpha = frame_labels(f, hull, box, cfg.downscale)
-        o, d = frame_rays(f, cfg.downscale)
-        a = np.where(lab == EMPTY, 0.0, alpha).astype(np.float32)
-        keep = lab != IGNORE
-        parts.append((o[keep], d[keep], rgb[keep], a[keep]))
-        carve_masks.append(np.where(lab == IGNORE, 1.0, a).astype(np.float32))
-    o, d, rgb, a = (torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in range(4))
-    data = RayData(o, d, rgb, a, None)
+    labels, carve_masks = [], []
+    for f in frames:  # pass 1: labels only, so the rays can be stored once, without a concatenation
+        lab, _, alpha = frame_labels(f, hull, box, cfg.downscale)
+        labels.append(lab)
+        carve_masks.append((lab == IGNORE) | ((lab == KEEP) & (alpha > 0.5)))
+    data = _kept_rays(frames, labels, cfg.downscale)
     prior = visual_hull(frames, carve_masks, cube_box, cfg.occupancy_res, cfg.downscale)
     return data, cube_box, prior & scene_cells(hull, cube_box, cfg.occupancy_res)
+
+
+def _kept_rays(frames: list[Frame], labels: list[np.ndarray], downscale: int) -> RayData:
+    """Pass 2: the kept rays written straight into their final tensors (EMPTY ones with alpha 0)."""
+    n = sum(int((lab != IGNORE).sum()) for lab in labels)
+    o, d, rgb = (torch.empty(n, 3) for _ in range(3))
+    a = torch.empty(n)
+    at = 0
+    for f, lab in zip(frames, labels):
+        rgb_f, alpha_f = load_frame_image(f, downscale)
+        o_f, d_f = frame_rays(f, downscale)
+        keep = lab != IGNORE
+        k = int(keep.sum())
+        o[at:at + k] = torch.from_numpy(o_f[keep])
+        d[at:at + k] = torch.from_numpy(d_f[keep])
+        rgb[at:at + k] = torch.from_numpy(rgb_f[keep])
+        a[at:at + k] = torch.from_numpy(np.where(lab == EMPTY, 0.0, alpha_f)[keep].astype(np.float32))
+        at += k
+    return RayData(o, d, rgb, a, None)
 
 
 def scene_cells(hull: SceneHull, box: Box, res: int) -> np.ndarray:
