@@ -123,8 +123,9 @@ def test_unmatched_noise_photos_exit_10(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     folder = tmp_path / "noise"
     folder.mkdir()
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(folder / f"n{i}.png")
+    for i in range(6):  # 8 px blocks of random colour: plenty of SIFT corners, nothing in common
+        blocks = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(np.kron(blocks, np.ones((8, 8, 1), np.uint8))).save(folder / f"n{i}.png")
     out = tmp_path / "noise.glb"
     res = run_cli(str(folder), "-o", str(out), "--preset", "tiny", timeout=300)
     assert res.returncode == 10, res.stdout[-2000:] + res.stderr[-2000:]
@@ -138,16 +139,31 @@ def test_unmatched_noise_photos_exit_10(tmp_path: Path) -> None:
 
 def test_mask_limits_features_to_the_object(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    texture = rng.random((60, 80, 3))
-    texture = np.kron(texture, np.ones((4, 4, 1)))  # 240x320 blocks: corners for SIFT
+    texture = rng.random((75, 100, 3))
+    texture = np.kron(texture, np.ones((8, 8, 1)))  # 600x800 px of 8 px blocks: corners for SIFT
     photo = tmp_path / "p.png"
     Image.fromarray((texture * 255).astype(np.uint8)).save(photo)
-    mask = np.zeros((240, 320), np.uint8)
-    mask[:, 160:] = 255
+    mask = np.zeros((600, 800), np.uint8)
+    mask[:, 400:] = 255
     Image.fromarray(mask).save(tmp_path / "p.png.png")
     extractor = FeatureExtractor(max_size=2000)
     free = extractor.extract(Photo(photo, "p.png"))
     masked = extractor.extract(Photo(photo, "p.png", mask_path=tmp_path / "p.png.png"))
-    assert (free.keypoints[:, 0] < 150).sum() > 50
-    assert len(masked.keypoints) > 50 and masked.keypoints[:, 0].min() >= 159.0
+    assert (free.keypoints[:, 0] < 390).sum() > 50
+    assert len(masked.keypoints) > 50 and masked.keypoints[:, 0].min() >= 399.0
     assert masked.descriptors.shape == (len(masked.keypoints), 128) and masked.descriptors.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_cli_converts_the_photo_folder(photo_sfm) -> None:
+    """`nrconvert PHOTOS -o x.glb` end to end (tiny preset), reusing the session's SfM via --resume."""
+    out = photo_sfm.work.with_suffix(".glb")
+    res = run_cli(str(photo_sfm.folder), "-o", str(out), "--preset", "tiny", "--workdir", str(photo_sfm.work),
+                  "--resume", timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert out.is_file() and f"SfM posed {photo_sfm.summary['registered']} of 54 photos" in res.stdout
+    metrics = json.loads((out.with_suffix(".report") / "metrics.json").read_text())
+    assert metrics["heldout"]["views"] == len(photo_sfm.capture.test) and metrics["heldout"]["psnr_object"] > 15
+    assert "geometry" not in metrics  # no ground truth in the SfM frame
+    capture = json.loads((photo_sfm.work / "capture.json").read_text())
+    assert capture["source"] == "images" and capture["sfm"]["registered"] == photo_sfm.summary["registered"]

@@ -53,8 +53,7 @@ def read_exif_camera(path: Path, width: int, height: int) -> ExifCamera:
     body = " ".join(str(exif.get(t, "")).strip("\x00 ") for t in (TAG_MAKE, TAG_MODEL)).strip()
     focal = _from_35mm(sub.get(TAG_FOCAL_35MM), width, height)
     if focal is None:
-        focal = _from_plane(sub.get(TAG_FOCAL_LENGTH), sub.get(TAG_PLANE_X_RES), sub.get(TAG_PLANE_UNIT), width,
-                            height)
+        focal = _from_plane(sub.get(TAG_FOCAL_LENGTH), sub.get(TAG_PLANE_X_RES), sub.get(TAG_PLANE_UNIT))
     diagonal = math.hypot(width, height)
     if focal is not None and not 0.1 * diagonal <= focal <= 10.0 * diagonal:
         focal = None
@@ -74,7 +73,7 @@ def _from_35mm(value, width: int, height: int) -> float | None:
     return None if focal is None else focal * math.hypot(width, height) / FULL_FRAME_DIAGONAL_MM
 
 
-def _from_plane(focal_mm, x_res, unit, width: int, height: int) -> float | None:
+def _from_plane(focal_mm, x_res, unit) -> float | None:
     """mm x pixels per mm of the sensor. The resolution refers to the full-size sensor readout;
     photos stored smaller than that (rare in camera JPEGs) would need the original width."""
     focal, res = _number(focal_mm), _number(x_res)
