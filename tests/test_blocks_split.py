@@ -165,3 +165,21 @@ def test_openjd_progress_lines_rise_to_100():
     pct = [int(line.split(": ")[1]) for line in lines if line.startswith("openjd_progress")]
     assert pct == sorted(pct) and pct[0] == 0 and pct[-1] == 100 and len(set(pct)) == len(pct)
     assert "openjd_status: Training field" in lines
+
+
+def test_block_config_shares_the_runs_budgets():
+    """N blocks together train, weigh and hold what one field would: each gets 1/N of the steps,
+    time, triangles and hash entries and 1/sqrt(N) of the texture side, never below the floors."""
+    from nrconvert.blocks.work import MIN_LOG2_TABLE, MIN_TRIANGLES, block_config
+    from nrconvert.config import Config
+
+    cfg = Config().replace(steps=3000, time_budget_s=600.0, hash_log2_table=19, max_triangles=90_000,
+                           texture_size=2048)
+    assert block_config(cfg, 1) == cfg
+    b = block_config(cfg, 3)
+    assert (b.steps, b.time_budget_s, b.max_triangles) == (1000, 200.0, 30_000)
+    assert b.hash_log2_table == 18 and 2 ** b.hash_log2_table * 3 >= 2 ** cfg.hash_log2_table
+    assert b.texture_size == 1024  # 2048 / sqrt(3) = 1182: the nearest power of two
+    assert block_config(cfg, 4).texture_size == 1024 and block_config(cfg, 16).texture_size == 512
+    tiny = block_config(cfg.replace(max_triangles=5000, hash_log2_table=15, texture_size=64), 8)
+    assert (tiny.max_triangles, tiny.hash_log2_table, tiny.texture_size) == (MIN_TRIANGLES, MIN_LOG2_TABLE, 64)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import binary_dilation
 
 from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..config import Config
 from ..render.rays import Box, frame_rays
-from ..train.data import RayData, cube, load_rays, visual_hull
+from ..train.data import RayData, cube, load_rays
 from .labels import EMPTY, IGNORE, KEEP, frame_labels
-from .scene import SceneHull
+from .scene import SceneHull, project
 
 
 def block_training_data(frames: list[Frame], hull: SceneHull, box: Box, cfg: Config
@@ -35,8 +36,7 @@ def block_training_data(frames: list[Frame], hull: SceneHull, box: Box, cfg: Con
         labels.append(lab)
         carve_masks.append((lab == IGNORE) | ((lab == KEEP) & (alpha > 0.5)))
     data = _kept_rays(frames, labels, cfg.downscale)
-    prior = visual_hull(frames, carve_masks, cube_box, cfg.occupancy_res, cfg.downscale)
-    return data, cube_box, prior & scene_cells(hull, cube_box, cfg.occupancy_res)
+    return data, cube_box, block_prior(frames, carve_masks, hull, cube_box, cfg.occupancy_res, cfg.downscale)
 
 
 def _kept_rays(frames: list[Frame], labels: list[np.ndarray], downscale: int) -> RayData:
@@ -58,21 +58,44 @@ def _kept_rays(frames: list[Frame], labels: list[np.ndarray], downscale: int) ->
     return RayData(o, d, rgb, a, None)
 
 
+def block_prior(frames: list[Frame], masks: list[np.ndarray], hull: SceneHull, box: Box, res: int,
+                downscale: int) -> np.ndarray:
+    """The block's visual hull (res^3 over its cube) within the scene hull: cells of `scene_cells`
+    that no camera sees as background (as train.data.visual_hull, a cell is carved only if its
+    whole footprint is background). Only the scene hull's cells are projected, a few per cent of
+    the cube, so this costs megabytes where carving the whole cube cost hundreds."""
+    cells = np.argwhere(scene_cells(hull, box, res))
+    pts = box.from_unit((cells + 0.5) / res).astype(np.float32)
+    keep = np.ones(len(cells), bool)
+    cell = float(box.size.max()) / res
+    for f, mask in zip(frames, masks):
+        h, w = mask.shape
+        u, v, z = project(f, pts, downscale)
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        if not inside.any():
+            continue
+        pad = int(np.ceil(cell * f.fx / downscale / max(float(np.median(z[inside])), 1e-6))) + 1
+        fg = binary_dilation(mask > 0.5, iterations=pad)
+        keep &= ~inside | fg[np.clip(v.astype(int), 0, h - 1), np.clip(u.astype(int), 0, w - 1)]
+    out = np.zeros((res, res, res), bool)
+    out[tuple(cells[keep].T)] = True
+    return out
+
+
 def scene_cells(hull: SceneHull, box: Box, res: int) -> np.ndarray:
     """Cells of the block's cube (res^3) whose centre the scene hull holds, the hull grown by half a
     cube cell plus one hull cell (so a cube cell the hull only partly covers stays).
 
     The cube reaches far past the scene above, below and beside it; the block's own cameras never
     see most of that, and a visual hull keeps what no camera sees, which the field would then
-    start as solid and nothing would ever carve. The scene hull only holds what two cameras saw."""
-    from scipy.ndimage import binary_dilation
-
+    start as solid and nothing would ever carve. The scene hull only holds what two cameras saw.
+    Both grids are axis-aligned, so the lookup is separable per axis."""
     reach = 0.5 * float(box.size.max()) / res / float(hull.cell.min())
     grown = binary_dilation(hull.grid, iterations=int(np.ceil(reach)) + 1)
-    g = (np.arange(res) + 0.5) / res
-    pts = box.from_unit(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
-    idx = np.floor((pts - hull.lo) / hull.cell).astype(np.int64)
-    shape = np.asarray(hull.grid.shape)
-    ok = ((idx >= 0) & (idx < shape)).all(1)
+    centres = box.lo[:, None] + (np.arange(res) + 0.5)[None, :] / res * box.size[:, None]  # (3, res)
+    idx = np.floor((centres - hull.lo[:, None]) / hull.cell[:, None]).astype(np.int64)
+    shape = np.asarray(hull.grid.shape)[:, None]
+    ok = (idx >= 0) & (idx < shape)
     idx = np.clip(idx, 0, shape - 1)
-    return (ok & grown[idx[:, 0], idx[:, 1], idx[:, 2]]).reshape(res, res, res)
+    inside = ok[0][:, None, None] & ok[1][None, :, None] & ok[2][None, None, :]
+    return inside & grown[np.ix_(idx[0], idx[1], idx[2])]

@@ -7,8 +7,9 @@ finished. Each block runs through the ordinary stage functions (converter.stages
 its own, so caching, --resume, --redo and training checkpoints work per block exactly as for a
 whole capture, and a block can be re-run alone, on another machine sharing the folder.
 
-Equal total training time: a block trains steps / N and time_budget_s / N of the run's settings,
-so N blocks together cost what one field over the whole scene costs.
+Equal budgets: a block trains steps / N and time_budget_s / N of the run's settings and bakes
+1/N of its triangles and texels, so N blocks together cost and weigh what one field over the whole
+scene does (block_config).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ..bake.extract import marching, remove_small_components
 from ..bake.lod import decimate_to
 from ..capture.model import Capture
 from ..checkpoint import load_mesh, save_mesh, write_json
+from ..config import Config
 from ..errors import BlockError, ExtractionError, UsageError
 from ..mesh import Mesh
 from ..pipeline import Run
@@ -33,6 +35,10 @@ from .labels import block_frames
 from .scene import SceneHull, build_scene_hull
 from .split import Layout, split_scene
 from .train import block_training_data
+
+MIN_TRIANGLES = 2000  # a block's share of the triangles never goes below this ...
+MIN_TEXTURE = 64  # ... nor its texture side below this ...
+MIN_LOG2_TABLE = 14  # ... nor its hash table below 2^14 entries per level
 
 
 def block_dir(workdir: Path, block_id: int) -> Path:
@@ -67,13 +73,25 @@ def prepare_layout(run: Run, capture: Capture, requested: str | None) -> tuple[L
     return layout, hull
 
 
+def block_config(cfg: Config, n: int) -> Config:
+    """A block's share of the run's budgets, so N blocks together cost and weigh what one field
+    over the scene does: 1/N of the training steps and time budget, of the hash table (at least
+    1/N of its entries: a power of two), of the triangles, and of the texels (texture side /
+    sqrt(N), to the nearest power of two). A block covers about 1/N of the scene, so each keeps
+    the single field's capacity per unit of scene."""
+    if n == 1:
+        return cfg
+    side = 2 ** math.ceil(math.log2(cfg.texture_size / math.sqrt(n)) - 0.5)  # nearest; a tie rounds down
+    return cfg.replace(steps=max(1, math.ceil(cfg.steps / n)), time_budget_s=cfg.time_budget_s / n,
+                       hash_log2_table=max(MIN_LOG2_TABLE, cfg.hash_log2_table - int(math.log2(n))),
+                       max_triangles=max(MIN_TRIANGLES, cfg.max_triangles // n), texture_size=max(MIN_TEXTURE, side))
+
+
 def block_run(run: Run, layout: Layout, k: int) -> Run:
-    """The block's own Run: its folder, and 1/N of the training steps and time budget."""
-    n = len(layout.blocks)
-    cfg = run.cfg.replace(steps=max(1, math.ceil(run.cfg.steps / n)), time_budget_s=run.cfg.time_budget_s / n)
+    """The block's own Run: its folder and its share of the budgets (block_config)."""
     folder = block_dir(run.workdir, k)
-    return Run(run.capture_path, folder / "block.glb", cfg, workdir=folder, resume=run.resume, redo=run.redo,
-               validate=run.validate, reporter=run.reporter)
+    return Run(run.capture_path, folder / "block.glb", block_config(run.cfg, len(layout.blocks)), workdir=folder,
+               resume=run.resume, redo=run.redo, validate=run.validate, reporter=run.reporter)
 
 
 def block_box(layout: Layout, k: int) -> Box:
