@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.measure import marching_cubes
 
-from nrconvert.bake.ao import bake_ao, sphere_directions
+from nrconvert.bake.ao import bake_ao, bake_ao_chain, sphere_directions
 from nrconvert.bake.surface import sphere
 from nrconvert.bake.texture import interpolate, texel_fragments
 from nrconvert.bake.uv import unwrap
@@ -175,3 +175,16 @@ def test_curved_self_occlusion_matches_ray_casting():
     got = ao.ravel()[pick]
     assert ref.min() < 0.8 and ref.max() > 0.98, ref  # folds and open parts both sampled
     assert np.abs(got - ref).mean() < 0.02 and np.abs(got - ref).max() < 0.1, np.stack([got, ref])
+
+
+def test_chain_in_one_pass_matches_each_lod_alone(coarse_sphere):
+    """bake_ao_chain draws each shadow map once for every LOD: same maps as one LOD at a time."""
+    occluder = merge(icosphere(4), box((-0.3, -0.3, -3.0), (0.3, 0.3, -0.9)))
+    fine = unwrap(icosphere(3), 128)
+    fine.normals = vertex_normals(fine.vertices, fine.faces)
+    together = bake_ao_chain([fine, coarse_sphere], [128, 64], occluder, surface=sphere(), map_size=512)
+    alone = [bake_ao(m, s, occluder, surface=sphere(), map_size=512) for m, s in ((fine, 128), (coarse_sphere, 64))]
+    assert [a.shape for a in together] == [(128, 128), (64, 64)]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert together[0].min() < 0.8  # the pillar shadows the fine LOD too

@@ -43,14 +43,29 @@ def bake_ao(mesh: Mesh, size: int, occluder: Mesh, directions: int = 64, surface
     sets the bias, which must stay below the features that occlude, e.g. a coarse LOD's sag
     under LOD0; occlusion is low-frequency, and 2048² would cost 4x the rasterization).
     """
-    frags = texel_fragments(mesh, size)
-    hit = frags.tri >= 0
-    out = np.ones((size, size), np.float32)
-    if not hit.any():
-        return out
-    pos, nrm = texel_points(mesh, frags, hit, surface, max_distance)
-    out[hit] = occlusion(pos, nrm, occluder, directions, map_size or 1024)
-    return pad_texture(out, hit)
+    return bake_ao_chain([mesh], [size], occluder, directions, surface, map_size, max_distance)[0]
+
+
+def bake_ao_chain(meshes: list[Mesh], sizes: list[int], occluder: Mesh, directions: int = 64,
+                  surface: Surface | None = None, map_size: int | None = None,
+                  max_distance: float = 0.03) -> list[np.ndarray]:
+    """bake_ao for every LOD of a chain against one occluder, in one pass over the directions:
+    each shadow map is drawn once and dropped, rather than 64 maps (256 MiB at 1024², more with
+    the allocator's leftovers) kept to serve the LODs one after another."""
+    outs, hits, points = [], [], []
+    for mesh, size in zip(meshes, sizes):
+        frags = texel_fragments(mesh, size)
+        hit = frags.tri >= 0
+        outs.append(np.ones((size, size), np.float32))
+        hits.append(hit)
+        points.append(texel_points(mesh, frags, hit, surface, max_distance) if hit.any() else
+                      (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)))
+    pos = np.concatenate([p for p, _ in points])
+    if len(pos):
+        ao = occlusion(pos, np.concatenate([n for _, n in points]), occluder, directions, map_size or 1024)
+        for out, hit, part in zip(outs, hits, np.split(ao, np.cumsum([len(p) for p, _ in points])[:-1])):
+            out[hit] = part
+    return [pad_texture(out, hit) if hit.any() else out for out, hit in zip(outs, hits)]
 
 
 def texel_points(mesh: Mesh, frags, hit: np.ndarray, surface: Surface | None,
@@ -83,14 +98,16 @@ def occlusion(pos: np.ndarray, nrm: np.ndarray, occluder: Mesh, directions: int,
     contiguous rows; the rest is a dozen in-place elementwise torch passes (both cores, no index
     lists): about 3x faster here than a numpy version that first selected the front-facing points.
     """
-    centre, radius, maps = shadow_maps(occluder, directions, map_size)
+    centre, radius = _bounds(map_size, occluder.vertices)
+    verts = (occluder.vertices - centre).astype(np.float32)
     pixel = 2.0 * radius / map_size
     q = pos + nrm * pixel - centre  # normal offset: one map pixel; centred
     cols = torch.from_numpy(np.concatenate([q, nrm, np.ones((len(q), 1))], 1).T.astype(np.float32))
     lit = torch.zeros(len(pos))
     total = torch.zeros(len(pos))
-    for d, depth in zip(sphere_directions(directions), maps):
+    for d in sphere_directions(directions):
         basis = _basis(d)
+        depth = torch.from_numpy(shadow_map(verts, occluder.faces, basis, radius, map_size)).reshape(-1)
         x, y, z, cos = _projection(basis, radius, map_size) @ cols
         outside = (x < 0) | (x >= map_size) | (y < 0) | (y >= map_size)  # beyond LOD0's sphere: open
         index = y.long().clamp_(0, map_size - 1).mul_(map_size).add_(x.long().clamp_(0, map_size - 1))
@@ -100,24 +117,6 @@ def occlusion(pos: np.ndarray, nrm: np.ndarray, occluder: Mesh, directions: int,
         lit.add_(w.mul_((depth.take(index) >= z) | outside))
     ao = torch.where(total > 0, lit / total.clamp_min(1e-12), 1.0)
     return ao.numpy()
-
-
-_CACHE: dict = {}
-
-
-def shadow_maps(occluder: Mesh, directions: int, map_size: int) -> tuple[np.ndarray, float, list[torch.Tensor]]:
-    """Centre, radius and the flat depth maps of `occluder` from every direction, cached for the
-    last occluder: every LOD of an asset is shadowed by the same LOD0, and drawing its 64 maps
-    again cost ~15 s per LOD."""
-    key = (id(occluder.vertices), id(occluder.faces), len(occluder.faces), directions, map_size)
-    if _CACHE.get("key") != key:
-        _CACHE.clear()
-        centre, radius = _bounds(map_size, occluder.vertices)
-        verts = (occluder.vertices - centre).astype(np.float32)
-        maps = [torch.from_numpy(shadow_map(verts, occluder.faces, _basis(d), radius, map_size)).reshape(-1)
-                for d in sphere_directions(directions)]
-        _CACHE.update(key=key, value=(centre, radius, maps), keep=occluder)  # keep: ids stay unique
-    return _CACHE["value"]
 
 
 def _projection(basis: np.ndarray, radius: float, map_size: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 from ..capture.model import Frame
 from ..config import Config
 from ..mesh import Mesh
-from .ao import bake_ao
+from .ao import bake_ao_chain
 from .asset import EnvLight, Lod, MaterialMaps
 from .envlight import sh9, to_equirect
 from .lod import DEFAULT_RATIOS, lod_chain, lod_texture_sizes, screen_coverages
@@ -48,10 +48,12 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
         say(f"uv LOD{k}", k, len(meshes))
         uv_meshes.append(unwrap(m, size))
     lod0 = uv_meshes[0]
-    ao0 = bake_ao(lod0, sizes[0], lod0, surface=surface) if cfg.pbr else None
+    if cfg.pbr:
+        say("ambient occlusion", 0, 1)
+    aos = bake_ao_chain(uv_meshes, sizes, lod0, surface=surface) if cfg.pbr else []
     fit = None
     if cfg.pbr:
-        samples = gather_samples(lod0, frames, surface, cfg.downscale, ao=lambda uv: sample_map(ao0, uv))
+        samples = gather_samples(lod0, frames, surface, cfg.downscale, ao=lambda uv: sample_map(aos[0], uv))
         fit = fit_pbr(samples, surface_box(lod0)[0], surface_box(lod0)[1], steps=cfg.pbr_steps,
                       seed=cfg.seed, progress=lambda d, t: say("material + light", d, t))
     lods = []
@@ -60,9 +62,8 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
         captured = _captured(tf, m, size, frames, cfg)
         maps = MaterialMaps(captured=captured)
         if fit is not None:
-            ao = ao0 if k == 0 else bake_ao(m, size, lod0, surface=surface)
             maps.normal, _ = bake_normal_map(m, size, surface)
-            maps.base_color, maps.orm = _material(fit, m, size, surface, ao)
+            maps.base_color, maps.orm = _material(fit, m, size, surface, aos[k])
         lods.append(Lod(m, maps, coverage[k]))
     light = None
     if fit is not None:

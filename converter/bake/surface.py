@@ -44,8 +44,12 @@ def project(surface: Surface, points: np.ndarray, iterations: int = 2) -> tuple[
     return p, surface.normal(p)
 
 
-def from_field(tf, chunk: int = 1 << 17) -> Surface:
-    """The trained SDF (train.trainer.TrainedField) as a Surface in capture units."""
+def from_field(tf, chunk: int = 1 << 15) -> Surface:
+    """The trained SDF (train.trainer.TrainedField) as a Surface in capture units.
+
+    `chunk` points per pass: a normal is 7 field evaluations with their activations, ~3 KB a
+    point, so 2^15 keeps a pass near 100 MB (2^17 cost ~400 MB of peak memory in every bake,
+    whatever the scene's size) at no measurable cost in speed."""
     import torch
 
     box = tf.box
