@@ -10,6 +10,7 @@ from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..errors import BoundsError, CaptureError
 from ..render.rays import Box, frame_rays
+from .extent import OUTSIDE_SHARE, outside_share, scene_box
 
 
 @dataclass
@@ -113,10 +114,14 @@ def cube(box: Box) -> Box:
 
 def object_box(frames: list[Frame], data: RayData, res: int, downscale: int = 1) -> tuple[Box, np.ndarray | None]:
     """The object's cube and its visual hull at `res`^3: carved from the masks when there are
-    masks, else the cube the camera layout allows (no hull)."""
+    masks, else the cube the camera layout allows (no hull). Where the masks show the scene runs
+    past that cube (a street walked along), the scene hull's extent instead (train.extent)."""
     box = camera_box(frames)
     if data.masks is None:
         return cube(box), None
+    share = outside_share(frames, data.masks, box, downscale)
+    if share > OUTSIDE_SHARE:
+        box = cube(scene_box(frames, share))
     coarse = visual_hull(frames, data.masks, box, 64, downscale)
     box = cube(hull_box(coarse, box))
     return box, visual_hull(frames, data.masks, box, res, downscale)
