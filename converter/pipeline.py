@@ -91,6 +91,7 @@ def convert(run: Run) -> RunResult:
     """Capture folder → GLB + report, the whole chain."""
     from .capture.load import load_capture
     from .report import write_report
+    from .settings_record import reconcile_settings
     from .stages import bake_stage, export_stage, extract_stage, metrics_stage, neural_stage, train_stage
 
     check_output(run)
@@ -100,6 +101,7 @@ def convert(run: Run) -> RunResult:
                            reporter=run.reporter)
     timings["capture"] = time.time() - t
     prepare_workdir(run)
+    reconcile_settings(run)
     write_json(run.workdir / "capture.json", capture_summary(capture))
     tf, timings["train"] = _timed(train_stage, run, capture)
     mesh, timings["extract"] = _timed(extract_stage, run, capture, tf)

@@ -107,14 +107,17 @@ def block_capture(capture: Capture, layout: Layout, hull: SceneHull, k: int, wor
     return dataclasses.replace(capture, frames=frames)
 
 
-def train_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: int):
+def train_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: int, retrain: bool = True):
     """Train block k (or load its field): the stage function with the block's rays and cube.
-    Returns the block's Run, its Capture and the field."""
+    Returns the block's Run, its Capture and the field. `retrain=False`: a field trained with
+    other settings is an error (settings_record), not retrained."""
+    from ..settings_record import reconcile_settings
     from ..stages import train_stage
 
     layout.block(k)  # a UsageError for an id that does not exist
     brun = block_run(run, layout, k)
     brun.workdir.mkdir(parents=True, exist_ok=True)
+    reconcile_settings(brun, retrain=retrain)
     bcap = block_capture(capture, layout, hull, k, run.workdir)
     originals = [capture.train[i] for i in layout.block(k).cameras]
     tf = train_stage(brun, bcap, prepare=lambda r, c: block_training_data(originals, hull, block_box(layout, k),
@@ -132,7 +135,7 @@ def bake_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: i
         raise BlockError(f"block {k} is not trained yet", path=str(field),
                          hint=f"run `nrconvert train CAPTURE --block {k}` with the same -o/--workdir and --blocks first")
     loading = dataclasses.replace(run, resume=True, redo=None)  # the field is read, never retrained
-    brun, bcap, tf = train_block(loading, capture, layout, hull, k)
+    brun, bcap, tf = train_block(loading, capture, layout, hull, k, retrain=False)
     return finish_block(block_run(run, layout, k), bcap, tf, layout, k)
 
 
