@@ -137,4 +137,5 @@ def capture_summary(capture: Capture) -> dict:
         "resolution": [capture.frames[0].width, capture.frames[0].height] if capture.frames else None,
         "gt_mesh": str(capture.gt_mesh_path) if capture.gt_mesh_path else None,
         "sfm": capture.extras.get("sfm"),
+        "colmap_to_capture": capture.extras.get("colmap_to_capture"),
     }

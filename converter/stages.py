@@ -144,9 +144,10 @@ def _seed(run: Run, stage: str) -> None:
 
 
 def _asset(capture: Capture, lods: list[Lod], light) -> BakedAsset:
-    return BakedAsset(lods=lods, up_axis=capture.up_axis, cameras=capture.frames, light=light,
-                      metadata={"name": Path(capture.root).name or "nrconvert_asset",
-                                "source": capture.source})
+    meta = {"name": Path(capture.root).name or "nrconvert_asset", "source": capture.source}
+    if "colmap_to_capture" in capture.extras:  # takes the asset back to the SfM/COLMAP frame (docs/format.md)
+        meta["colmap_to_capture"] = capture.extras["colmap_to_capture"]
+    return BakedAsset(lods=lods, up_axis=capture.up_axis, cameras=capture.frames, light=light, metadata=meta)
 
 
 def export_stage(run: Run, asset: BakedAsset) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pygltflib
 import pytest
 import tifffile
 from PIL import Image
@@ -167,3 +168,6 @@ def test_cli_converts_the_photo_folder(photo_sfm) -> None:
     assert "geometry" not in metrics  # no ground truth in the SfM frame
     capture = json.loads((photo_sfm.work / "capture.json").read_text())
     assert capture["source"] == "images" and capture["sfm"]["registered"] == photo_sfm.summary["registered"]
+    extras = pygltflib.GLTF2().load(str(out)).asset.extras["nrconvert"]
+    assert np.allclose(extras["colmap_to_capture"], capture["colmap_to_capture"])
+    assert np.asarray(extras["colmap_to_capture"]).shape == (4, 4)
