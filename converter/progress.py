@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 LABELS = {"train": "Training field", "extract": "Extracting mesh", "bake": "Baking textures",
-          "metrics": "Measuring", "export": "Writing GLB", "synth": "Rendering capture"}
+          "metrics": "Measuring", "export": "Writing GLB", "synth": "Rendering capture",
+          "sfm": "Posing photos (SfM)", "neural": "Neural material", "capture": "Reading capture"}
 
 
 class RichReporter:
@@ -32,13 +33,17 @@ class RichReporter:
             text = f"loss {info['loss']:.4f}  train PSNR {info['train_psnr']:.1f} dB"
             if "test_psnr" in info:
                 text += f"  held-out {info['test_psnr']:.1f} dB"
+        elif "step" in info:
+            text = str(info["step"])
         self.progress.update(self.tasks[stage], completed=done, total=total, info=text)
 
     def end(self, stage, **summary):
         if stage in self.tasks:
             task = self.progress.tasks[self.tasks[stage]]
             total = task.total if task.total is not None else 1
-            self.progress.update(self.tasks[stage], total=total, completed=total)
+            self.progress.update(self.tasks[stage], total=total, completed=total, info="")
+        for line in summary.get("lines", ()):  # e.g. the SfM summary: who was posed, who was not and why
+            self.console.print(line)
 
     def close(self):
         self.progress.stop()

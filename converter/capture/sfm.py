@@ -90,7 +90,9 @@ def run_sfm(photos: PhotoSet, folder: Path, options: SfmOptions, *, resume: bool
     with _quiet_colmap():
         _step(state, folder, "database", lambda: _build_database(db, photos, options))
         scale = _step(state, folder, "features", lambda: _extract(db, photos, options, reporter))
+        _say(reporter, n, "matching")
         matcher = _step(state, folder, "matches", lambda: _match(db, n, options, 1.0 / scale))
+        _say(reporter, n, "mapping")
         mapping_started = time.time()
         model, summary = _map(db, folder, photos, options, 1.0 / scale)
     summary["matcher"] = matcher
@@ -221,6 +223,12 @@ def _extract(db: Path, photos: PhotoSet, options: SfmOptions, reporter) -> float
             if reporter is not None:
                 reporter.update("sfm", i + 1, len(images), step="features")
     return float(np.median(scales))
+
+
+def _say(reporter, n: int, step: str) -> None:
+    """Matching and mapping report no fraction of their own: the bar stays full, the step changes."""
+    if reporter is not None:
+        reporter.update("sfm", n, n, step=step)
 
 
 def _match(db: Path, n: int, options: SfmOptions, threshold_scale: float) -> str:
