@@ -26,16 +26,6 @@ COMMANDS = {"convert", "synth", "validate", "render", "build-ext", "version", "b
             "merge", "--help", "-h"}
 
 
-def _parse_sets(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
 @app.command()
 def convert(
     capture: Path = typer.Argument(..., help="Capture folder: transforms.json, a COLMAP model + images, or photos (posed by SfM)."),
@@ -60,28 +50,12 @@ def convert(
     sfm_matcher: str = typer.Option("auto", "--sfm-matcher", help="Photos without poses: auto | exhaustive | sequential."),
 ) -> None:
     """Convert a capture into a GLB (plus OUTPUT.report/ with metrics)."""
-    from .config import make_config
+    from .config import config_from_options
     from .pipeline import STAGES, Run, convert as run_convert
 
     if redo and redo not in STAGES:
         raise UsageError(f"--redo must be one of {', '.join(STAGES)}")
-    overrides = _parse_sets(set_)
-    if lods is not None:
-        if lods < 1:
-            raise UsageError(f"--lods must be at least 1, got {lods}")
-        overrides["lods"] = str(lods)
-    if texture_size is not None:
-        if texture_size < 16 or texture_size & (texture_size - 1):
-            raise UsageError(f"--texture-size must be a power of two >= 16, got {texture_size}")
-        overrides["texture_size"] = str(texture_size)
-    if not pbr:
-        overrides["pbr"] = "false"
-    if not neural:
-        overrides["neural"] = "false"
-    try:
-        cfg = make_config(preset, overrides)
-    except (KeyError, ValueError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from exc
+    cfg = config_from_options(preset, set_, lods, texture_size, pbr, neural)
     if tiles and not blocks:
         raise UsageError("--tiles needs --blocks")
     reporter = reporter_for(progress)

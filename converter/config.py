@@ -99,3 +99,44 @@ def make_config(preset: str = "balanced", overrides: dict | None = None) -> Conf
             value = {"int": int, "float": float, "str": str, "bool": _parse_bool}[types[key]](value)
         cfg = cfg.replace(**{key: value})
     return cfg
+
+
+def config_from_options(preset: str, sets: list[str], lods: int | None = None, texture_size: int | None = None,
+                        pbr: bool = True, neural: bool = True) -> Config:
+    """The Config of a command line: preset, `--set` items and the dedicated options, checked
+    (UsageError, exit 2). Shared by `nrconvert CAPTURE` and the farm's unit commands, so the same
+    options mean the same settings in both."""
+    from .errors import UsageError
+
+    overrides = parse_sets(sets)
+    if lods is not None:
+        if lods < 1:
+            raise UsageError(f"--lods must be at least 1, got {lods}")
+        overrides["lods"] = str(lods)
+    if texture_size is not None:
+        if texture_size < 16 or texture_size & (texture_size - 1):
+            raise UsageError(f"--texture-size must be a power of two >= 16, got {texture_size}")
+        overrides["texture_size"] = str(texture_size)
+    if not pbr:
+        overrides["pbr"] = "false"
+    if not neural:
+        overrides["neural"] = "false"
+    try:
+        return make_config(preset, overrides)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from exc
+
+
+def parse_sets(items: list[str]) -> dict:
+    """`--set key=value`, repeatable; one item may also hold several pairs separated by commas, so
+    a farm template can pass every setting in one job parameter (`steps=4000,threads=4`)."""
+    from .errors import UsageError
+
+    out = {}
+    for item in items:
+        for pair in filter(None, (p.strip() for p in item.split(","))):
+            if "=" not in pair:
+                raise UsageError(f"--set expects key=value, got {pair!r}")
+            key, value = pair.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out

@@ -46,43 +46,14 @@ def make_run(capture: Path, output: Path, *, preset: str, workdir: Optional[Path
              lods: Optional[int], texture_size: Optional[int], pbr: bool, neural: bool, validate: bool,
              progress: str, redo: Optional[str] = None, resume: bool = True):
     """The Run every unit command works through (the convert command's settings, same checks)."""
-    from ..config import make_config
+    from ..config import config_from_options
     from ..pipeline import Run
 
-    overrides = parse_sets(sets)
-    if lods is not None:
-        if lods < 1:
-            raise UsageError(f"--lods must be at least 1, got {lods}")
-        overrides["lods"] = str(lods)
-    if texture_size is not None:
-        if texture_size < 16 or texture_size & (texture_size - 1):
-            raise UsageError(f"--texture-size must be a power of two >= 16, got {texture_size}")
-        overrides["texture_size"] = str(texture_size)
-    if not pbr:
-        overrides["pbr"] = "false"
-    if not neural:
-        overrides["neural"] = "false"
     if redo is not None and redo not in UNIT_STAGES:
         raise UsageError(f"--redo must be one of {', '.join(UNIT_STAGES)}")
-    try:
-        cfg = make_config(preset, overrides)
-    except (KeyError, ValueError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from exc
+    cfg = config_from_options(preset, sets, lods, texture_size, pbr, neural)
     return Run(capture, output, cfg, workdir=workdir, resume=resume or bool(redo), redo=redo, validate=validate,
                reporter=reporter_for(progress))
-
-
-def parse_sets(items: list[str]) -> dict:
-    """`--set key=value`, repeatable; one item may also hold several pairs separated by commas, so
-    a farm template can pass every setting in one job parameter (`steps=4000,threads=4`)."""
-    out = {}
-    for item in items:
-        for pair in filter(None, (p.strip() for p in item.split(","))):
-            if "=" not in pair:
-                raise UsageError(f"--set expects key=value, got {pair!r}")
-            key, value = pair.split("=", 1)
-            out[key.strip()] = value.strip()
-    return out
 
 
 def _closing(run, fn, *args):

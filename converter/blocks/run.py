@@ -41,21 +41,21 @@ def split_unit(run: Run, requested: str | None) -> Layout:
 
 
 def train_unit(run: Run, requested: str | None, block: int) -> None:
-    plan(run.reporter, ["capture", "split", "train"])
-    capture = load(run)
-    layout, hull = prepare_layout(run, capture, requested)
-    layout.block(block)
-    status(run.reporter, f"block {block} of {len(layout.blocks)}")
-    train_block(run, capture, layout, hull, block)
+    _block_unit(run, requested, block, ["train"], train_block)
 
 
 def bake_unit(run: Run, requested: str | None, block: int) -> None:
-    plan(run.reporter, ["capture", "split", *BLOCK_STAGES])
+    _block_unit(run, requested, block, list(BLOCK_STAGES), bake_block)
+
+
+def _block_unit(run: Run, requested: str | None, block: int, stages: list[str], work) -> None:
+    """A per-block unit: the shared capture and layout (made once, reused), then `work` on the block."""
+    plan(run.reporter, ["capture", "split", *stages])
     capture = load(run)
     layout, hull = prepare_layout(run, capture, requested)
     layout.block(block)
     status(run.reporter, f"block {block} of {len(layout.blocks)}")
-    bake_block(run, capture, layout, hull, block)
+    work(run, capture, layout, hull, block)
 
 
 def merge_unit(run: Run, requested: str | None, tiles: bool) -> RunResult:

@@ -16,10 +16,8 @@ from pathlib import Path
 import pygltflib as gl
 
 from ..bake.asset import BakedAsset, Lod
-from ..errors import OutputError
-from .container import Blob, atomic_write, pack_glb
-from .glb import ASSET_NODE, _check_asset, add_lod_chain, finish_gltf, jsonable
-from .hdr import hdr_bytes
+from .container import Blob
+from .glb import ASSET_NODE, _check_asset, add_lod_chain, finish_gltf, jsonable, write_with_light
 from .materials import has_pbr
 
 BLOCK_EXTRAS = "nrconvert_block"
@@ -58,21 +56,8 @@ def write_blocks_glb(parts: list[BlockPart], scene: BakedAsset, path: Path, *, v
         raise ValueError("no blocks to write")
     for part in parts:
         _check_asset(BakedAsset(lods=part.lods, light=scene.light))
-    hdr_path = path.with_suffix(".hdr") if scene.light is not None else None
-    if hdr_path is not None and hdr_path.name == path.name:
-        raise OutputError("the GLB path ends in .hdr, where the environment map goes",
-                          path=str(path), hint="give the output a .glb name")
-    doc, blob = build_blocks_gltf(parts, scene, version=version,
-                                  hdr_uri=hdr_path.name if hdr_path is not None else None)
-    data = pack_glb(doc, blob)
-    if hdr_path is not None:
-        atomic_write(hdr_path, hdr_bytes(scene.light.equirect), what="the environment map")
-    try:
-        atomic_write(path, data)
-    except OutputError:
-        if hdr_path is not None:
-            hdr_path.unlink(missing_ok=True)
-        raise
+    data, hdr_path = write_with_light(path, scene.light,
+                                      lambda uri: build_blocks_gltf(parts, scene, version=version, hdr_uri=uri))
     return {"path": str(path), "bytes": len(data), "cameras": len(scene.cameras),
             "environment": str(hdr_path) if hdr_path is not None else None,
             "blocks": [{"tag": p.tag, "lods": [{"triangles": lod.mesh.n_triangles,

@@ -40,7 +40,7 @@ from .materials import (
 )
 
 __all__ = ["ASSET_NODE", "CAMERAS_NODE", "add_lod_chain", "build_gltf", "encode_png", "finish_gltf",
-           "jsonable", "pack_glb", "write_glb"]
+           "jsonable", "pack_glb", "write_glb", "write_with_light"]
 
 ASSET_NODE = "nrconvert_asset"
 CAMERAS_NODE = "capture_cameras"
@@ -58,21 +58,7 @@ def write_glb(asset: BakedAsset, path: Path, *, version: str) -> dict:
     """
     path = Path(path)
     _check_asset(asset)
-    hdr_path = path.with_suffix(".hdr") if asset.light is not None else None
-    if hdr_path is not None and hdr_path.name == path.name:
-        raise OutputError("the GLB path ends in .hdr, where the environment map goes",
-                          path=str(path), hint="give the output a .glb name")
-    doc, blob = build_gltf(asset, version=version,
-                           hdr_uri=hdr_path.name if hdr_path is not None else None)
-    data = pack_glb(doc, blob)
-    if hdr_path is not None:
-        atomic_write(hdr_path, hdr_bytes(asset.light.equirect), what="the environment map")
-    try:
-        atomic_write(path, data)
-    except OutputError:
-        if hdr_path is not None:
-            hdr_path.unlink(missing_ok=True)
-        raise
+    data, hdr_path = write_with_light(path, asset.light, lambda uri: build_gltf(asset, version=version, hdr_uri=uri))
     h, w = asset.captured.shape[:2]
     return {"path": str(path), "triangles": asset.mesh.n_triangles,
             "vertices": len(asset.mesh.vertices), "texture_size": [int(w), int(h)],
@@ -82,6 +68,27 @@ def write_glb(asset: BakedAsset, path: Path, *, version: str) -> dict:
                      for lod in asset.lods],
             "environment": str(hdr_path) if hdr_path is not None else None}
 
+
+
+def write_with_light(path: Path, light, build) -> tuple[bytes, Path | None]:
+    """Write the GLB that `build(hdr_uri)` makes (doc, blob) at `path`, and with a `light` its
+    environment map first as `<stem>.hdr` beside it, both atomically; a GLB that cannot be
+    written takes its `.hdr` with it. Returns the GLB bytes and the `.hdr` path (or None)."""
+    hdr_path = path.with_suffix(".hdr") if light is not None else None
+    if hdr_path is not None and hdr_path.name == path.name:
+        raise OutputError("the GLB path ends in .hdr, where the environment map goes",
+                          path=str(path), hint="give the output a .glb name")
+    doc, blob = build(hdr_path.name if hdr_path is not None else None)
+    data = pack_glb(doc, blob)
+    if hdr_path is not None:
+        atomic_write(hdr_path, hdr_bytes(light.equirect), what="the environment map")
+    try:
+        atomic_write(path, data)
+    except OutputError:
+        if hdr_path is not None:
+            hdr_path.unlink(missing_ok=True)
+        raise
+    return data, hdr_path
 
 def build_gltf(asset: BakedAsset, *, version: str, hdr_uri: str | None = None
                ) -> tuple[dict, bytes]:
