@@ -46,6 +46,7 @@ def convert(
     tiles: bool = typer.Option(False, "--tiles", help="With --blocks: one GLB per block plus OUTPUT.index.json."),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Photos without poses: folder of object masks (NAME.png or same stem)."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Photos without poses: use at most N, evenly spread."),
+    downscale: Optional[int] = typer.Option(None, "--downscale", help="Train on the photos shrunk N times (large photos or sets; same as --set downscale=N)."),
     sfm_max_size: int = typer.Option(2000, "--sfm-max-size", help="Photos without poses: long side SIFT sees (larger are shrunk)."),
     sfm_matcher: str = typer.Option("auto", "--sfm-matcher", help="Photos without poses: auto | exhaustive | sequential."),
 ) -> None:
@@ -55,7 +56,7 @@ def convert(
 
     if redo and redo not in STAGES:
         raise UsageError(f"--redo must be one of {', '.join(STAGES)}")
-    cfg = config_from_options(preset, set_, lods, texture_size, pbr, neural)
+    cfg = config_from_options(preset, set_, lods, texture_size, pbr, neural, downscale)
     if tiles and not blocks:
         raise UsageError("--tiles needs --blocks")
     reporter = reporter_for(progress)

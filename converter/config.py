@@ -102,7 +102,7 @@ def make_config(preset: str = "balanced", overrides: dict | None = None) -> Conf
 
 
 def config_from_options(preset: str, sets: list[str], lods: int | None = None, texture_size: int | None = None,
-                        pbr: bool = True, neural: bool = True) -> Config:
+                        pbr: bool = True, neural: bool = True, downscale: int | None = None) -> Config:
     """The Config of a command line: preset, `--set` items and the dedicated options, checked
     (UsageError, exit 2). Shared by `nrconvert CAPTURE` and the farm's unit commands, so the same
     options mean the same settings in both."""
@@ -117,6 +117,10 @@ def config_from_options(preset: str, sets: list[str], lods: int | None = None, t
         if texture_size < 16 or texture_size & (texture_size - 1):
             raise UsageError(f"--texture-size must be a power of two >= 16, got {texture_size}")
         overrides["texture_size"] = str(texture_size)
+    if downscale is not None:
+        if downscale < 1:
+            raise UsageError(f"--downscale must be at least 1, got {downscale}")
+        overrides["downscale"] = str(downscale)
     if not pbr:
         overrides["pbr"] = "false"
     if not neural:

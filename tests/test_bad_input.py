@@ -137,6 +137,7 @@ OUTPUT_CASES = {  # a good capture, a bad output path
                     ["no_such_knob"]),
     "bad texture size": (lambda tmp: ["-o", str(tmp / "out" / "scene.glb"), "--texture-size", "1000"], 2,
                          ["power of two"]),
+    "bad downscale": (lambda tmp: ["-o", str(tmp / "out" / "scene.glb"), "--downscale", "0"], 2, ["--downscale"]),
 }
 
 
