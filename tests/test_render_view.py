@@ -23,3 +23,13 @@ def test_interpolated_positions_reproject_to_their_pixel_centres():
     jj, ii = np.nonzero(hit)
     centres = np.stack([ii + 0.5, jj + 0.5], -1)
     assert np.abs(p - centres).max() < 1e-3
+
+
+def test_a_camera_that_sees_none_of_the_mesh_gets_no_fragments():
+    """A long scene's far end: every triangle behind the camera (or back-facing) leaves the
+    view empty instead of failing on an empty id list."""
+    frame = Frame(Path("x.png"), np.eye(4), fx=60.0, fy=60.0, cx=32.0, cy=32.0, width=64, height=64)
+    behind = np.array([[0, 0, 2.0], [1, 0, 2.0], [0, 1, 2.0]], np.float32)  # +z: behind an OpenGL camera
+    for cull in (False, True):
+        frags = rasterize_view(frame, behind, np.array([[0, 1, 2]]), cull_backfaces=cull)
+        assert frags.tri.shape == (64, 64) and (frags.tri == -1).all()

@@ -65,6 +65,9 @@ def rasterize_view(frame: Frame, vertices: np.ndarray, faces: np.ndarray, downsc
         visible &= (normal * (v[:, 0] - frame.c2w[:3, 3])).sum(1) < 0
     frags = rasterize(p, faces[visible], frame.height // downscale, frame.width // downscale, z)
     ids = np.flatnonzero(visible)
+    if len(ids) == 0:  # the camera sees none of the mesh (a long scene's far end): nothing hit
+        frags.tri = np.full_like(frags.tri, -1)
+        return frags
     frags.tri = np.where(frags.tri >= 0, ids[np.maximum(frags.tri, 0)], -1)
     hit = frags.tri >= 0
     # screen-space weights b_i become b_i / z_i, renormalised: linear in 3D, not on the screen
