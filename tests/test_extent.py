@@ -26,6 +26,8 @@ def test_street_box_holds_every_object(tmp_path, caplog):
     assert (box.lo <= CENTRES.min(0) - reach * 0.9).all() and (box.hi >= CENTRES.max(0) + reach * 0.9).all()
     cells = np.floor((CENTRES - box.lo) / box.size * 64).astype(int)
     assert hull[tuple(cells.T)].all(), "an object's centre was carved out of the hull"
+    # and nothing else: the cube's reaches that no camera sees must not start solid
+    assert hull.mean() < 0.05, f"{hull.mean():.0%} of the cube starts occupied"
 
 
 def test_orbit_keeps_the_meeting_point_box(tiny_capture):

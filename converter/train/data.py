@@ -121,7 +121,7 @@ def object_box(frames: list[Frame], data: RayData, res: int, downscale: int = 1)
         return cube(box), None
     share = outside_share(frames, data.masks, box, downscale)
     if share > OUTSIDE_SHARE:
-        box = cube(scene_box(frames, share))
+        return scene_box(frames, data.masks, res, downscale, share)
     coarse = visual_hull(frames, data.masks, box, 64, downscale)
     box = cube(hull_box(coarse, box))
     return box, visual_hull(frames, data.masks, box, res, downscale)

@@ -49,10 +49,18 @@ def outside_share(frames: list[Frame], masks: list[np.ndarray], box: Box, downsc
     return outside / max(total, 1)
 
 
-def scene_box(frames: list[Frame], share: float) -> Box:
-    """The scene hull's extent (its core parts, strays dropped), for a scene the cameras' meeting
-    point does not hold; says so, since one field over a long scene spreads its detail thin."""
+def scene_box(frames: list[Frame], masks: list[np.ndarray], res: int, downscale: int, share: float
+              ) -> tuple[Box, np.ndarray]:
+    """The cube over the scene hull's extent (its core parts, strays dropped) and the occupancy
+    prior at `res`^3 within the scene hull, for a scene the cameras' meeting point does not hold;
+    says so, since one field over a long scene spreads its detail thin.
+
+    The prior must be the scene hull's cells, not a visual hull over the cube: a cube around a
+    street reaches far above, below and behind it, where no camera looks, and a visual hull keeps
+    what no camera sees, which the field would start as solid and never carve (blocks.train)."""
     from ..blocks.scene import build_scene_hull
+    from ..blocks.train import block_prior
+    from .data import cube
 
     hull = build_scene_hull(frames)
     pts = hull.points(core=True)
@@ -60,4 +68,5 @@ def scene_box(frames: list[Frame], share: float) -> Box:
     log.warning("%.0f %% of the object pixels lie outside the region the cameras converge on: one field "
                 "over the whole scene (%s); for scenes walked along, --blocks auto keeps more detail",
                 100 * share, " x ".join(f"{s:.3g}" for s in hi - lo))
-    return Box(lo, hi)
+    box = cube(Box(lo, hi))
+    return box, block_prior(frames, masks, hull, box, res, downscale)
