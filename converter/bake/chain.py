@@ -13,6 +13,7 @@ import numpy as np
 
 from ..capture.model import Frame
 from ..config import Config
+from ..errors import ExtractionError
 from ..mesh import Mesh
 from .ao import bake_ao_chain
 from .asset import EnvLight, Lod, MaterialMaps
@@ -54,6 +55,10 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
     fit = None
     if cfg.pbr:
         samples = gather_samples(lod0, frames, surface, cfg.downscale, ao=lambda uv: sample_map(aos[0], uv))
+        if len(samples.points) == 0:
+            raise ExtractionError("the extracted surface covers none of the photos' object pixels: the field "
+                                  "did not learn the object", hint="check the poses and masks; train longer "
+                                  "(--preset balanced); for scenes walked along use --blocks auto")
         fit = fit_pbr(samples, surface_box(lod0)[0], surface_box(lod0)[1], steps=cfg.pbr_steps,
                       seed=cfg.seed, progress=lambda d, t: say("material + light", d, t))
     lods = []
