@@ -16,6 +16,8 @@ from PIL import Image
 
 from nrconvert.errors import DependencyError, OutputError, UsageError
 from nrconvert.export.validate import validate_glb
+from nrconvert.mesh import Mesh
+from nrconvert.metrics.geometry import sample_surface
 from nrconvert.synth import (
     BlenderRenderError, read_ply, render_capture, render_glb, write_ply,
 )
@@ -47,19 +49,6 @@ def _coverage(root: Path, frame: dict) -> np.ndarray:
     if "nrconvert_eval_mask" in frame:
         return np.asarray(Image.open(root / frame["nrconvert_eval_mask"]), dtype=np.float64) / 255.0
     return _rgba(root / frame["file_path"])[..., 3]
-
-
-def _surface_samples(verts: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Uniform random points on a triangle mesh (area-weighted)."""
-    rng = np.random.default_rng(seed)
-    tri = verts[faces].astype(np.float64)
-    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    pick = rng.choice(len(tri), size=n, p=area / area.sum())
-    u, v = rng.random(n), rng.random(n)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    t = tri[pick]
-    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
 
 
 def _silhouette(points: np.ndarray, c2w: np.ndarray, intr: dict) -> np.ndarray:
@@ -221,7 +210,7 @@ def test_gt_mesh_matches_the_silhouettes(name: str, request: pytest.FixtureReque
     verts, faces = read_ply(root / "gt_mesh.ply")
     assert len(faces) > 10 and faces.max() < len(verts)
     assert np.all(np.abs(verts) <= 1.0) and np.ptp(verts, axis=0).min() > 0.5
-    points = _surface_samples(verts, faces, 100_000)
+    points = sample_surface(Mesh(verts.astype(np.float64), faces), 100_000)
     data = _load(root, "test")
     for frame in data["frames"]:
         c2w = np.array(frame["transform_matrix"])

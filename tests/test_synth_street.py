@@ -18,6 +18,8 @@ from scipy.sparse.csgraph import connected_components
 
 from nrconvert.capture.load import load_capture
 from nrconvert.errors import UsageError
+from nrconvert.mesh import Mesh
+from nrconvert.metrics.geometry import sample_surface_faces
 from nrconvert.synth import read_ply, render_capture
 from nrconvert.synth import cameras as cams
 from nrconvert.synth.street import STREET_PRESETS, street_plan
@@ -50,25 +52,12 @@ def _objects(verts: np.ndarray, faces: np.ndarray, gap: float = 0.2, n: int = 20
                 box[i] = (np.minimum(lo_i, lo_j), np.maximum(hi_i, hi_j))
                 merged = True
                 break
-    points = _surface_samples(verts, faces, n)
+    points = sample_surface_faces(Mesh(verts.astype(np.float64), faces), n)
     owner = np.empty(len(faces), int)
     for k, g in enumerate(groups):
         owner[g] = k
     objs = [points[0][owner[points[1]] == k] for k in range(len(groups))]
     return sorted(objs, key=lambda p: float(p[:, 0].mean()))
-
-
-def _surface_samples(verts: np.ndarray, faces: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """`n` uniform random points on the mesh (area-weighted) and the face each lies on."""
-    rng = np.random.default_rng(0)
-    tri = verts[faces].astype(np.float64)
-    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    pick = rng.choice(len(tri), size=n, p=area / area.sum())
-    u, v = rng.random(n), rng.random(n)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    t = tri[pick]
-    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0]), pick
 
 
 def _in_view(points: np.ndarray, c2w: np.ndarray, intr: dict) -> np.ndarray:

@@ -9,13 +9,18 @@ from ..mesh import Mesh
 
 def sample_surface(mesh: Mesh, n: int, seed: int = 0) -> np.ndarray:
     """`n` points uniformly distributed over the surface area."""
+    return sample_surface_faces(mesh, n, seed)[0]
+
+
+def sample_surface_faces(mesh: Mesh, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` area-uniform surface points and the face each lies on (to tell parts of a mesh apart)."""
     rng = np.random.default_rng(seed)
     area = mesh.face_areas()
     tri = rng.choice(len(area), size=n, p=area / area.sum())
     r1, r2 = rng.random(n), rng.random(n)
     s = np.sqrt(r1)
     b = np.stack([1 - s, s * (1 - r2), s * r2], -1)
-    return (mesh.vertices[mesh.faces[tri]] * b[..., None]).sum(1)
+    return (mesh.vertices[mesh.faces[tri]] * b[..., None]).sum(1), tri
 
 
 def surface_metrics(pred: Mesh, gt: Mesh, n: int = 100_000, tau_ratio: float = 0.01) -> dict:
