@@ -51,10 +51,12 @@ def stale_stage(stored: dict, cfg: Config) -> tuple[str | None, dict]:
     return min((stages[k] for k in changed), key=STAGES.index), changed
 
 
-def reconcile_settings(run: Run, retrain: bool = True) -> str | None:
+def reconcile_settings(run: Run, retrain: bool = True, upto: str | None = None) -> str | None:
     """On resume, drop the outputs made with other settings (the first stale stage and all after
     it) and record the current settings; returns that stage. `retrain=False` (a bake unit, which
-    only reads the field) refuses a field trained with other settings instead of deleting it."""
+    only reads the field) refuses a field trained with other settings instead of deleting it.
+    `upto` (a farm's train unit, which has no bake options) compares and records only the
+    settings of stages up to that one: the bake settings stay as the bake unit recorded them."""
     from .errors import BlockError
 
     path = Path(run.workdir) / RECORD
@@ -64,7 +66,7 @@ def reconcile_settings(run: Run, retrain: bool = True) -> str | None:
             stored = json.loads(path.read_text())
         except (OSError, ValueError):
             stored = {}  # unreadable record: trust the outputs, as before records existed
-        stage, changed = stale_stage(stored, run.cfg)
+        stage, changed = stale_stage(_scoped(stored, run.cfg, upto), run.cfg)
         if stage == "train" and not retrain:
             raise BlockError(f"this block was trained with other settings ({_describe(changed)})", path=str(path),
                              hint="re-run its `nrconvert train --block N` with the new settings first")
@@ -73,8 +75,22 @@ def reconcile_settings(run: Run, retrain: bool = True) -> str | None:
             for later in STAGES[STAGES.index(stage):]:
                 for name in OUTPUTS[later]:
                     (Path(run.workdir) / name).unlink(missing_ok=True)
-    write_json(path, dataclasses.asdict(run.cfg))
+    else:
+        stored = {}
+    write_json(path, _scoped(dataclasses.asdict(run.cfg), stored, upto))
     return stage
+
+
+def _scoped(primary, other, upto: str | None) -> dict:
+    """`primary`'s settings for the stages up to `upto`, `other`'s (a dict or a Config) for the
+    later ones where it has them: so a train unit neither compares nor overwrites bake settings."""
+    first = primary if isinstance(primary, dict) else dataclasses.asdict(primary)
+    if upto is None:
+        return dict(first)
+    second = other if isinstance(other, dict) else dataclasses.asdict(other)
+    stages = setting_stages()
+    late = {k for k, st in stages.items() if STAGES.index(st) > STAGES.index(upto)}
+    return {k: (second[k] if k in late and k in second else v) for k, v in first.items()}
 
 
 def _describe(changed: dict) -> str:

@@ -80,3 +80,19 @@ def test_resume_with_a_new_texture_size_rebakes_without_training(tiny_conversion
     g = pygltflib.GLTF2().load(str(out))
     albedo = _png(g, g.materials[g.meshes[0].primitives[0].material].pbrMetallicRoughness.baseColorTexture.index)
     assert albedo.shape[:2] == (128, 128)
+
+
+def test_train_unit_rerun_keeps_what_the_bake_unit_made(tmp_path):
+    """A farm's train unit has no bake options: re-run after `bake --texture-size 512` (a retried
+    or replayed job), it must neither see a change nor overwrite the bake's recorded settings."""
+    cfg = make_config("tiny", {})
+    run = _work(tmp_path, cfg)
+    run.cfg = cfg.replace(texture_size=512)  # the bake unit
+    reconcile_settings(run)
+    run.cfg = cfg  # the train unit, defaults for the bake settings
+    assert reconcile_settings(run, upto="train") is None
+    assert _left(run) == {name for names in OUTPUTS.values() for name in names}
+    assert json.loads((run.workdir / "settings.json").read_text())["texture_size"] == 512
+    run.cfg = cfg.replace(steps=7)  # a training change still retrains, and drops the bake
+    assert reconcile_settings(run, upto="train") == "train" and _left(run) == set()
+    assert json.loads((run.workdir / "settings.json").read_text())["texture_size"] == 512

@@ -7,6 +7,8 @@ finished unit run again only reloads its results, a stopped one continues from i
 """
 from __future__ import annotations
 
+import functools
+
 import time
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def split_unit(run: Run, requested: str | None) -> Layout:
 
 
 def train_unit(run: Run, requested: str | None, block: int) -> None:
-    _block_unit(run, requested, block, ["train"], train_block)
+    _block_unit(run, requested, block, ["train"], functools.partial(train_block, upto="train"))
 
 
 def bake_unit(run: Run, requested: str | None, block: int) -> None:

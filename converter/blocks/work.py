@@ -107,17 +107,19 @@ def block_capture(capture: Capture, layout: Layout, hull: SceneHull, k: int, wor
     return dataclasses.replace(capture, frames=frames)
 
 
-def train_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: int, retrain: bool = True):
+def train_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: int, retrain: bool = True,
+                upto: str | None = None):
     """Train block k (or load its field): the stage function with the block's rays and cube.
     Returns the block's Run, its Capture and the field. `retrain=False`: a field trained with
-    other settings is an error (settings_record), not retrained."""
+    other settings is an error, not retrained; `upto="train"`: only the training settings are
+    checked and recorded (the train unit has no bake options; settings_record)."""
     from ..settings_record import reconcile_settings
     from ..stages import train_stage
 
     layout.block(k)  # a UsageError for an id that does not exist
     brun = block_run(run, layout, k)
     brun.workdir.mkdir(parents=True, exist_ok=True)
-    reconcile_settings(brun, retrain=retrain)
+    reconcile_settings(brun, retrain=retrain, upto=upto)
     bcap = block_capture(capture, layout, hull, k, run.workdir)
     originals = [capture.train[i] for i in layout.block(k).cameras]
     tf = train_stage(brun, bcap, prepare=lambda r, c: block_training_data(originals, hull, block_box(layout, k),
