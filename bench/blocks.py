@@ -169,6 +169,9 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra --set key=value for both runs")
     ap.add_argument("--work", type=Path, default=Path("/tmp/nrc_bench_blocks"))
     ap.add_argument("--skip-runs", action="store_true", help="only re-measure existing outputs in --work")
+    ap.add_argument("--reuse-single", action="store_true",
+                    help="rerun the blocks only; the single-field run (units, outputs in --work) comes from --out. "
+                         "For changes that leave one field's path untouched (block budgets, say)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/blocks.json")
     ap.add_argument("--upscale", type=int, default=1, help="run on the capture at N x its resolution (see upscaled)")
     args = ap.parse_args()
@@ -181,7 +184,11 @@ def main() -> None:
         result = {"date": time.strftime("%Y-%m-%d"), "capture": str(args.capture.name), "preset": args.preset,
                   "blocks": args.blocks, "sets": args.sets,
                   "machine": "2-core x86-64 VM, no GPU, torch CPU"}
-        result["single"] = units_run(args.capture, args.work, "single", args.preset, sets, 1)
+        previous = json.loads(args.out.read_text()) if args.reuse_single else {}
+        if previous:
+            result["single"], result["single_from"] = previous["single"], previous.get("single_from", previous["date"])
+        else:
+            result["single"] = units_run(args.capture, args.work, "single", args.preset, sets, 1)
         result["blocks_run"] = units_run(args.capture, args.work, "blocks", args.preset, sets, args.blocks)
     result["seams"] = seam_psnr(args.capture, args.work, args.band)
     one = result["single"]["units"]

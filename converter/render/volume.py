@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from ..fields.occupancy import OccupancyGrid
 from ..kernels.composite import composite, ray_ids
 from ..kernels.march import march_rays
+
+SDF_CHUNK = 1 << 16  # points per no-grad SDF pass in render_rays
 from .rays import Box, intersect_box
 
 
@@ -98,8 +100,9 @@ def render_rays(field, occ: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, box
     def tau_of(s_i, s_n, has):
         return _neus_tau(s_i, s_n, has, beta) if neus else _volsdf_tau(s_i, beta, dt_unit)
 
-    with torch.no_grad():
-        s0 = field.sdf_only(pts)
+    with torch.no_grad():  # in chunks: early in training, before the occupancy grid tightens, a batch
+        # marches ~40 samples per ray, and one pass over them all held ~0.4 KB of activations each
+        s0 = torch.cat([field.sdf_only(c) for c in pts.split(SDF_CHUNK)])
         trans = _transmittance(tau_of(s0, s0[nxt], has_next), offsets, ids)
     keep = trans > min_transmittance
     need = keep.clone()
