@@ -3,8 +3,8 @@
 - asset root: an Empty named after the asset; the LOD objects (and capture cameras) become its
   children, so the asset moves as one and stays selectable while levels are hidden;
 - LOD set from `MSFT_lod` on LOD0 (ids + `extras.MSFT_screencoverage`), else from node names
-  `<name>_LOD<k>`; Blender puts the lower levels in an "Orphan Nodes" collection, they move to
-  LOD0's collection;
+  `<name>_LOD<k>`; Blender puts the lower levels in an "Orphan Nodes" collection (4.5+; 4.2 links
+  every node into the scene collection), they move to LOD0's collection;
 - metadata (`asset.extras.nrconvert`) on the root and the scene;
 - the estimated light (`environment.uri`, an .hdr beside the GLB) as a world;
 - NRC_neural_material: feature textures decoded by Blender from the GLB's bytes, checked with the

@@ -64,6 +64,18 @@ def png_rgba8(image) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
+def _binary_data_class():
+    """The glTF exporter's BinaryData (bytes it packs into the BIN chunk as a bufferView). The
+    glTF add-on renamed its modules after 4.2: io.exp.binary_data in 5.0,
+    io.exp.gltf2_io_binary_data in 4.2. A failing import would cost the file its neural material
+    (5.0 logs a hook's exception and goes on) or the whole export (4.2's log line for it raises)."""
+    try:
+        from io_scene_gltf2.io.exp.binary_data import BinaryData
+    except ImportError:
+        from io_scene_gltf2.io.exp.gltf2_io_binary_data import BinaryData
+    return BinaryData
+
+
 class glTF2ExportUserExtension:  # noqa: N801 (the glTF add-on looks for this exact name)
     def __init__(self):
         self.session = _export["current"]
@@ -84,8 +96,8 @@ class glTF2ExportUserExtension:  # noqa: N801 (the glTF add-on looks for this ex
             return
         from io_scene_gltf2.io.com import gltf2_io
         from io_scene_gltf2.io.com.gltf2_io_extensions import Extension
-        from io_scene_gltf2.io.exp.binary_data import BinaryData
 
+        BinaryData = _binary_data_class()
         sampler = gltf2_io.Sampler(extensions=None, extras=None, mag_filter=LINEAR, min_filter=LINEAR,
                                    name=None, wrap_s=CLAMP, wrap_t=CLAMP)
         infos = []

@@ -13,6 +13,7 @@ For GLBs from the full pipeline: `import_glb(path)` returns the imported objects
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import shutil
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 
 _USER_RESOURCES = tempfile.mkdtemp(prefix="nrconvert-blender-user-")
+_SESSION: dict[str, pytest.Session] = {}
 os.environ["BLENDER_USER_RESOURCES"] = _USER_RESOURCES  # read once, when bpy starts
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +41,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_USER_RESOURCES, ignore_errors=True)
+    _SESSION["session"] = session
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """With bpy 4.x as a module, interpreter exit after a glTF import or an add-on install
+    crashes (SIGSEGV; see nrconvert.synth._runner.bpy_exit_crashes), which would turn a green run
+    into exit code 139. The process then ends from an atexit callback with pytest's own status,
+    once everything else pytest and Python do at exit has run."""
+    session = _SESSION.get("session")
+    if session is None or "bpy" not in sys.modules:
+        return
+    from nrconvert.synth._runner import bpy_exit_crashes, exit_bpy_process
+
+    if bpy_exit_crashes():
+        atexit.register(exit_bpy_process, int(session.exitstatus))
 
 
 @pytest.fixture(scope="session")

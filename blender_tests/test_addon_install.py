@@ -100,7 +100,9 @@ _CHILD = textwrap.dedent("""
     assert {module!r} in bpy.context.preferences.addons
     result = bpy.ops.import_scene.nrconvert_glb(filepath={glb!r})
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-    print("RESULT", sorted(result), "LOADED", loaded, "OBJECTS", len(bpy.data.objects))
+    print("RESULT", sorted(result), "LOADED", loaded, "OBJECTS", len(bpy.data.objects), flush=True)
+    if bpy.app.version < (5, 0, 0):  # bpy 4.x crashes at interpreter exit: see farm_common.exit_process
+        os._exit(0)
 """)
 
 

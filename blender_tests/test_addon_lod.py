@@ -38,6 +38,8 @@ def expected_level(distance: float, radius: float, cam, res=RES) -> int:
 
 def _flat_material(bpy, name, colour):
     mat = bpy.data.materials.new(name)
+    if bpy.app.version < (5, 0, 0):  # Blender 5 materials always have nodes (the flag is deprecated)
+        mat.use_nodes = True
     tree = mat.node_tree
     tree.nodes.clear()
     emit = tree.nodes.new("ShaderNodeEmission")

@@ -29,3 +29,21 @@ echo "==> converter tests"
 python -m pytest tests -q -p no:cacheprovider "$@"
 echo "==> Blender tests"
 python -m pytest blender_tests -q -p no:cacheprovider "$@"
+# The add-on is a Blender 4.2+ extension, so the Blender tests run once more on Blender 4.2 LTS:
+# bpy==4.2.0 in its own venv (one bpy per venv), with numpy < 2 as Blender 4.2 ships it (the
+# bpy 4.2 wheel leaves numpy unpinned). torch goes in first, as in setup_env.sh.
+VENV42="$ROOT/.venv-bpy42"
+if [ ! -x "$VENV42/bin/python" ]; then
+  echo "==> creating virtualenv $VENV42"
+  "$PY" -m venv "$VENV42"
+fi
+PY42="$VENV42/bin/python"
+"$PY42" -m pip install -q --upgrade pip >/dev/null
+if ! "$PY42" -c "import torch" >/dev/null 2>&1; then
+  echo "==> installing torch==2.13.0 (CPU) into $VENV42"
+  "$PY42" -m pip install -q "torch==2.13.0"
+fi
+echo "==> installing bpy==4.2.0 and nrconvert[test] into $VENV42"
+"$PY42" -m pip install -q "bpy==4.2.0" "numpy>=1.26,<2" -e "$ROOT[test]"
+echo "==> Blender tests on Blender 4.2 LTS"
+"$PY42" -m pytest blender_tests -q -p no:cacheprovider "$@"

@@ -9,14 +9,18 @@ Every written file is announced on stdout as `Saved: PATH`, the line farms scrap
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import math
 import os
 import re
+import shutil
 import struct
 import sys
+import traceback
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import bpy
 from mathutils import Vector
@@ -87,14 +91,51 @@ def check_glb(path: str) -> dict:
 
 
 def run(main) -> None:
-    """Call main(); usage and input errors print `error: ...` and exit with their code."""
+    """Call main(); usage and input errors print `error: ...` and exit with their code. With
+    the bpy module the process then ends through exit_process (an uncaught exception too: its
+    traceback, exit code 1), so bpy 4.2 cannot turn a finished run into a crash."""
     try:
         main()
     except FarmError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.stderr.flush()
-        sys.exit(exc.code)
+        exit_process(exc.code)
+    except Exception:
+        if not _exit_crashes():
+            raise  # Blender reports it (--python-exit-code 1), or Python does: exit code 1
+        traceback.print_exc()
+        exit_process(1)
     sys.stdout.flush()
+    if _exit_crashes():
+        exit_process(0)
+
+
+def _exit_crashes() -> bool:
+    """bpy as a Python module, version 4.x: its interpreter exit can crash (SIGSEGV). bpy 4.2
+    shuts Blender down only when the `bpy` module object is freed while Python finalizes; anything
+    still holding it (typing's caches of the glTF add-on's classes after a glTF import, an enabled
+    add-on) keeps Blender alive past the interpreter, and its C++ static destructors then free
+    Python-defined panel types with no interpreter left. Seen with 4.2.0, not with 5.0.1 (it
+    shuts down from the module cleanup); in the `blender` binary Blender exits by itself.
+    (nrconvert.synth._runner.exit_bpy_process is the same for the converter; the farm scripts
+    cannot import nrconvert.)"""
+    return not bpy.app.binary_path and tuple(bpy.app.version) < (5, 0, 0)
+
+
+def exit_process(code: int) -> NoReturn:
+    """Exit with `code`; where _exit_crashes(), without the interpreter teardown: atexit handlers
+    run, stdio is flushed, Blender's session temp folder (its shutdown would purge it) is
+    removed, then os._exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if not _exit_crashes():
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    temp = bpy.app.tempdir
+    if os.path.basename(os.path.normpath(temp)).startswith("blender_"):
+        shutil.rmtree(temp, ignore_errors=True)
+    os._exit(code)
 
 
 # ---------------------------------------------------------------- scene and import
@@ -261,9 +302,25 @@ def setup_render(width: int, height: int, samples: int, transparent: bool = Fals
     scene.render.image_settings.color_mode = "RGBA"
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send what Blender itself prints (file descriptor 1) to stderr meanwhile: its render log
+    holds a bare `Saved: '<path>'` line in Blender 4.2 (5.0 prefixes it with time and channel),
+    which a farm scraping stdout for `Saved:` would count as a second file."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def render_to(path: str) -> str:
     bpy.context.scene.render.filepath = path
-    bpy.ops.render.render(write_still=True)
+    with _stdout_to_stderr():
+        bpy.ops.render.render(write_still=True)
     if not os.path.isfile(path):
         raise RuntimeError(f"render did not write {path}")
     print(f"Saved: {path}", flush=True)
