@@ -36,6 +36,10 @@ class Config:
     curvature_weight: float = 2e-5  # measured sweep in docs/design.md: heavier smoothing costs PSNR
     coarse_levels: int = 4  # geometry hash levels active at the start (coarse-to-fine)
     coarse_to_fine: float = 0.4  # training fraction by which every geometry level is active
+    background_coarse_to_fine: float = 0.8  # ... every background level (after the geometry: see fields/background)
+    background_max_resolution: int = 2048  # finest background level (opaque photos)
+    matting_share: float = 0.25  # opaque photos: a first fit of this share of the steps estimates
+    # masks for the visual hull (train.matting); 0 = start from a sphere in the camera-layout cube
     early_stop_patience: int = 4  # held-out checks without improvement before stopping (0: never)
     early_stop_min_delta: float = 0.05
     march_steps: int = 512  # sample spacing = bbox diagonal / march_steps

@@ -22,6 +22,7 @@ from .kernels import backend
 from .pipeline import STAGES, Run
 from .render.rays import Box
 from .train.data import RayData, load_rays, object_box
+from .train.matting import opaque_prior
 from .train.trainer import TrainedField, build_field, train
 
 MIN_TRAIN_PHOTOS = 3
@@ -84,6 +85,8 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
 def _prepare(run: Run, capture: Capture) -> tuple[RayData, Box, np.ndarray | None]:
     data = load_rays(capture.train, run.cfg.downscale)
     box, hull = object_box(capture.train, data, run.cfg.occupancy_res, run.cfg.downscale)
+    if hull is None and data.alpha is None and run.cfg.matting_share > 0:
+        box, hull = opaque_prior(run.cfg, capture.train, data, box)
     return data, box, hull
 
 

@@ -104,3 +104,23 @@ def test_schedules():
     assert not any(stop.update(v) for v in [20.0, 25.0, 26.0])
     assert not stop.update(26.05)
     assert stop.update(26.05)
+
+
+def test_background_holds_back_its_fine_levels():
+    """Held to its coarse levels, the background's colour cannot depend on the fine levels' table
+    rows (so it cannot paint one photo's detail into the directions that photo sees); with every
+    level active it does."""
+    import torch
+    from nrconvert.fields.background import Background
+
+    torch.manual_seed(0)
+    bg = Background(levels=8, log2_table=14, max_resolution=512)
+    d = torch.nn.functional.normalize(torch.randn(256, 3), dim=-1)
+    fine_rows = slice(int(bg.grid.offsets[3]), None)
+    bg.set_active_levels(3)
+    with torch.no_grad():
+        before = bg(d)
+        bg.grid.table[fine_rows] += torch.randn_like(bg.grid.table[fine_rows])
+        assert torch.equal(bg(d), before)
+        bg.set_active_levels(8)
+        assert (bg(d) - before).abs().max() > 1e-3

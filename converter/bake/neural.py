@@ -20,7 +20,7 @@ from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..export.neural import SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATURES, mlp_input_size
 from ..mesh import Mesh
-from ..render.raster import rasterize_view
+from ..render.raster import photo_object_pixels, rasterize_view
 from ..render.volume import render_chunked
 from .texture import interpolate, pad_texture
 
@@ -41,10 +41,8 @@ def view_samples(mesh: Mesh, frame: Frame, rotation: np.ndarray, downscale: int 
     """Samples of one camera: its photo's object pixels the mesh covers, or those of `image`
     (rgb, alpha) when given (a field render for a camera without a photo)."""
     frags = rasterize_view(frame, mesh.vertices, mesh.faces, downscale, cull_backfaces=True)
-    hit = frags.tri >= 0
     rgb, alpha = image if image is not None else load_frame_image(frame, downscale)
-    if alpha is not None:
-        hit &= alpha > 0.5
+    hit = photo_object_pixels(frags.tri, alpha)
     pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
     d = pos - frame.c2w[:3, 3]
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)

@@ -29,7 +29,7 @@ from ..capture.model import Frame
 from ..fields.hashgrid import HashGrid, HashGridConfig
 from ..fields.layers import mlp
 from ..mesh import Mesh
-from ..render.raster import rasterize_view
+from ..render.raster import photo_object_pixels, rasterize_view
 from .envlight import SGLight, fibonacci_sphere
 from .surface import Surface, project
 from .texture import interpolate
@@ -93,9 +93,7 @@ def gather_samples(mesh: Mesh, frames: list[Frame], surface: Surface, downscale:
     for f in frames:
         frags = rasterize_view(f, mesh.vertices, mesh.faces, downscale, cull_backfaces=True)
         colour, alpha = load_frame_image(f, downscale)
-        hit = frags.tri >= 0
-        if alpha is not None:
-            hit &= alpha > 0.5
+        hit = photo_object_pixels(frags.tri, alpha)
         p = interpolate(mesh.vertices, mesh.faces, frags)[hit]
         pos.append(p)
         uvs.append(interpolate(mesh.uvs, mesh.faces, frags)[hit] if mesh.uvs is not None else np.zeros((len(p), 2)))

@@ -12,7 +12,7 @@ from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..mesh import Mesh
 from ..render.volume import render_chunked
-from ..render.raster import Fragments, rasterize, rasterize_view
+from ..render.raster import Fragments, photo_object_pixels, rasterize, rasterize_view
 from ..train.trainer import TrainedField
 
 
@@ -135,9 +135,7 @@ def _view_samples(frame: Frame, mesh: Mesh, downscale: int) -> tuple[np.ndarray,
     """UVs (P, 2) and colours (P, 3) of a photo's object pixels that the mesh covers."""
     frags = rasterize_view(frame, mesh.vertices, mesh.faces, downscale, cull_backfaces=True)
     rgb, alpha = load_frame_image(frame, downscale)
-    hit = frags.tri >= 0
-    if alpha is not None:
-        hit &= alpha > 0.5
+    hit = photo_object_pixels(frags.tri, alpha)
     return interpolate(mesh.uvs, mesh.faces, frags)[hit], rgb[hit].astype(np.float64)
 
 

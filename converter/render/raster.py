@@ -74,3 +74,17 @@ def rasterize_view(frame: Frame, vertices: np.ndarray, faces: np.ndarray, downsc
     w = frags.bary[hit] / z[faces[frags.tri[hit]]]
     frags.bary[hit] = (w / w.sum(1, keepdims=True)).astype(frags.bary.dtype)
     return frags
+
+
+def photo_object_pixels(tri: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Pixels (H, W bool) where a photo shows the mesh's surface: covered by the mesh and, with a
+    mask, foreground. Without a mask the mesh's silhouette pixels are dropped too: they blend the
+    surface with whatever lies behind it, and with no alpha there is no telling how much (measured
+    on the opaque synth capture: those pixels smeared the background into the texels along the
+    silhouette). The frame's own border does not count as a silhouette."""
+    hit = tri >= 0
+    if alpha is not None:
+        return hit & (alpha > 0.5)
+    from scipy.ndimage import binary_erosion
+
+    return binary_erosion(hit, iterations=1, border_value=1)

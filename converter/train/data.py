@@ -63,14 +63,18 @@ def camera_box(frames: list[Frame]) -> Box:
     return Box(target - half, target + half)
 
 
-def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int, downscale: int = 1) -> np.ndarray:
-    """Cells of the box (res^3 bool) that every mask sees as foreground (or cannot see at all).
+def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int, downscale: int = 1,
+                votes: int = 1) -> np.ndarray:
+    """Cells of the box (res^3 bool) that fewer than `votes` masks see as background: with the
+    default 1, every mask sees them as foreground (or cannot see them at all).
 
-    `masks` are the frames' alphas as loaded at 1/`downscale` resolution (RayData.masks).
+    `masks` are the frames' alphas as loaded at 1/`downscale` resolution (RayData.masks). Why
+    votes: estimated masks (train.matting) can be wrong on a few pixels, and one wrong pixel
+    would carve the object in a plain hull.
     """
     g = (np.arange(res) + 0.5) / res
     pts = box.from_unit(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
-    keep = np.ones(len(pts), dtype=bool)
+    carved = np.zeros(len(pts), dtype=np.int32)
     cell = float(box.size.max()) / res
     for f, alpha in zip(frames, masks):
         h, w = alpha.shape
@@ -85,8 +89,8 @@ def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int
         pad = int(np.ceil(cell * fx / max(np.median(z), 1e-6))) + 1
         fg = _dilate(alpha > 0.5, pad)
         ui = np.clip(u.astype(int), 0, w - 1); vi = np.clip(v.astype(int), 0, h - 1)
-        keep &= ~inside | fg[vi, ui]
-    return keep.reshape(res, res, res)
+        carved += inside & ~fg[vi, ui]
+    return (carved < votes).reshape(res, res, res)
 
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:

@@ -61,7 +61,8 @@ def build_field(cfg: Config, box: Box, masked: bool, hull: np.ndarray | None) ->
     sdf.beta_min = cfg.beta_min_steps * math.sqrt(3) / cfg.march_steps
     if hull is not None:
         sdf.set_base(hull_sdf(hull))
-    return TrainedField(sdf.to(device), Background().to(device), occ, box, box.diagonal / cfg.march_steps, masked)
+    background = Background(max_resolution=cfg.background_max_resolution)
+    return TrainedField(sdf.to(device), background.to(device), occ, box, box.diagonal / cfg.march_steps, masked)
 
 
 def _optimizer(tf: TrainedField, lr: float) -> torch.optim.Optimizer:
@@ -181,6 +182,8 @@ def _guarded_step(tf, data: RayData, cfg: Config, opt, state: LoopState, frac: f
     for g in opt.param_groups:
         g["lr"] = cfg.lr * state.lr_scale * lr_factor(frac, cfg.lr_final_ratio)
     tf.field.set_active_levels(active_levels(frac, cfg.coarse_levels, tf.field.geo_levels, cfg.coarse_to_fine))
+    tf.background.set_active_levels(active_levels(frac, cfg.coarse_levels, tf.background.levels,
+                                                  cfg.background_coarse_to_fine))
     tf.field.beta_max.fill_(beta_ceiling(frac, 0.02, tf.field.beta_min, cfg.coarse_to_fine))
     if state.step % 16 == 0:
         tf.occupancy.update_sdf(tf.field.sdf_only, _band(tf))

@@ -1,0 +1,107 @@
+"""A visual hull for photos without masks, from masks estimated by a short first fit.
+
+Why: with masks the SDF starts from the visual hull in a cube fitted to it; without them it
+started from a sphere in the cube the camera layout allows (~1.6x the object on the synth
+captures, so 1.6x less hash-grid resolution on it), and thin parts (ears, handles) had to grow out
+of the sphere through a narrow occupancy band, which they mostly did not (docs/design.md, "Opaque
+backgrounds"). A short fit of the usual model (SDF + direction-only background) already separates
+the two: a pixel is foreground where the field is opaque or where the photo departs from the
+background model held to its coarse levels, which can only hold what many views agree on.
+
+Why votes: estimated masks are wrong on a few pixels (an object colour that matches the
+background behind it), and in a plain visual hull one such pixel carves the object. A cell is
+carved only where several views see it as background; pixels wrongly called foreground
+(textured background the coarse model cannot hold) only leave the hull larger, never cut it.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+from ..capture.images import load_frame_image
+from ..capture.model import Frame
+from ..config import Config
+from ..render.rays import Box, frame_rays
+from ..render.volume import render_chunked
+from .data import RayData, cube, hull_box, visual_hull
+
+log = logging.getLogger("nrconvert")
+
+MAX_FRAMES = 60  # photos whose masks are estimated, evenly spread
+THRESHOLD = 0.15  # sRGB difference from the background model above which a pixel is foreground
+VOTES = 3  # views that must see a cell as background to carve it
+EXTRA_LEVELS = 2  # background levels above the coarse ones used for the residual
+MIN_PART = 0.05  # hull parts smaller than this share of the largest are dropped
+MASK_SIDE = 128  # estimated masks' short side, at least (photos are rendered at a downscale to it)
+
+
+def estimated_masks(tf, frames: list[Frame], downscale: int, bg_levels: int) -> list[np.ndarray]:
+    """(H, W) float masks at 1/`downscale`: field opacity > 0.5, or colour the background model
+    (at `bg_levels` levels) does not explain."""
+    dev = tf.field.log_beta.device
+    tf.background.set_active_levels(bg_levels)
+    masks = []
+    for f in frames:
+        rgb, _ = load_frame_image(f, downscale)
+        o, d = frame_rays(f, downscale)
+        h, w = rgb.shape[:2]
+        o_t, d_t = (torch.from_numpy(a.reshape(-1, 3)).to(dev) for a in (o, d))
+        opacity = render_chunked(tf.field, tf.occupancy, o_t, d_t, tf.box, tf.dt).opacity
+        with torch.no_grad():
+            bg = torch.cat([tf.background(c) for c in d_t.split(1 << 16)])
+        resid = np.abs(gaussian_filter(rgb, (1, 1, 0)) - bg.reshape(h, w, 3).cpu().numpy()).max(-1)
+        masks.append(((opacity.reshape(h, w).cpu().numpy() > 0.5) | (resid > THRESHOLD)).astype(np.float32))
+    tf.background.set_active_levels(tf.background.levels)
+    return masks
+
+
+def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box) -> tuple[Box, np.ndarray | None]:
+    """(the object's cube, its visual hull at cfg.occupancy_res) from a first fit of
+    cfg.matting_share of the steps; (box, None) when the estimated masks leave nothing."""
+    from .trainer import build_field, train
+
+    share = cfg.matting_share
+    probe = cfg.replace(steps=max(1, int(cfg.steps * share)), time_budget_s=cfg.time_budget_s * share, eval_every=0)
+    log.info("no masks: a first fit of %d steps estimates them for the visual hull", probe.steps)
+    tf = build_field(probe, box, False, None)
+    train(tf, data, probe)
+    pick = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).astype(int))]
+    ds = mask_downscale(pick[0], cfg.downscale)
+    masks = estimated_masks(tf, pick, ds, cfg.coarse_levels + EXTRA_LEVELS)
+    coarse = main_part(visual_hull(pick, masks, box, 64, ds, votes=VOTES))
+    if not coarse.any() or _touches_faces(coarse):
+        log.warning("the estimated masks do not separate the object from its background (too few or "
+                    "too small photos?): training from a sphere, without a visual hull")
+        return box, None
+    tight = cube(hull_box(coarse, box))
+    return tight, main_part(visual_hull(pick, masks, tight, cfg.occupancy_res, ds, votes=VOTES))
+
+
+def mask_downscale(frame: Frame, downscale: int) -> int:
+    """Masks of at least MASK_SIDE pixels on the short side: enough for a hull, cheap to render."""
+    short = min(frame.width, frame.height) // downscale
+    return downscale * max(1, short // MASK_SIDE)
+
+
+def _touches_faces(hull: np.ndarray) -> bool:
+    """A hull that reaches the cube's faces on two or more axes was not carved around an object."""
+    idx = np.argwhere(hull)
+    reach = (idx.min(0) == 0) | (idx.max(0) == hull.shape[0] - 1)
+    return int(reach.sum()) >= 2
+
+
+def main_part(hull: np.ndarray, keep: float = MIN_PART) -> np.ndarray:
+    """The hull's connected parts of at least `keep` x the largest one's cells. What else survives
+    the carving is where few cameras look (the cube's corners) or background texture that the
+    coarse model could not explain in enough views: kept, it would widen the cube around the
+    object and start as solid the field has to carve."""
+    from scipy.ndimage import label
+
+    parts, n = label(hull)
+    if n <= 1:
+        return hull
+    sizes = np.bincount(parts.ravel())[1:]
+    return np.isin(parts, 1 + np.flatnonzero(sizes >= keep * sizes.max()))

@@ -1,0 +1,128 @@
+"""Photos without masks: the visual hull from estimated masks (train.matting) and its votes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nrconvert.capture.model import Frame
+from nrconvert.render.rays import Box, frame_rays
+from nrconvert.train.data import visual_hull
+
+
+def _look_at(eye: np.ndarray) -> np.ndarray:
+    """c2w of a camera at `eye` looking at the origin (OpenGL: -Z forward, +Y up)."""
+    fwd = -eye / np.linalg.norm(eye)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, -fwd, eye
+    return c2w
+
+
+def _ring(n: int, size: int = 48) -> tuple[list[Frame], list[np.ndarray]]:
+    """n cameras around a ball of radius 0.5 at the origin, and its exact silhouettes."""
+    frames, masks = [], []
+    for a in np.linspace(0, 2 * np.pi, n, endpoint=False):
+        eye = np.array([3 * np.cos(a), 3 * np.sin(a), 0.8])
+        f = Frame(Path(f"v{a:.2f}.png"), _look_at(eye), fx=60.0, fy=60.0, cx=size / 2, cy=size / 2,
+                  width=size, height=size)
+        o, d = frame_rays(f)
+        t = -(o * d).sum(-1)  # closest approach of each ray to the ball's centre
+        masks.append((np.linalg.norm(o + t[..., None] * d, axis=-1) < 0.5).astype(np.float32))
+        frames.append(f)
+    return frames, masks
+
+
+def test_votes_keep_what_one_wrong_mask_would_carve():
+    frames, masks = _ring(12)
+    box = Box(np.full(3, -1.0), np.full(3, 1.0))
+    centre = (16, 16, 16)  # the cell at the ball's centre, res 32
+    assert visual_hull(frames, masks, box, 32)[centre]
+    wrong = [m.copy() for m in masks]
+    wrong[0][18:30, 18:30] = 0.0  # one photo calls the middle of the ball background
+    assert not visual_hull(frames, wrong, box, 32)[centre]  # a plain hull loses it
+    voted = visual_hull(frames, wrong, box, 32, votes=2)
+    assert voted[centre]
+    outside = (2, 2, 2)  # a corner every view sees as background stays carved
+    assert not voted[outside]
+    # with votes the hull only grows: every cell of the plain hull of the true masks is kept
+    assert (voted >= visual_hull(frames, masks, box, 32)).all()
+
+
+def test_main_part_drops_specks_and_keeps_big_parts():
+    from nrconvert.train.matting import main_part
+
+    hull = np.zeros((32, 32, 32), bool)
+    hull[8:20, 8:20, 8:20] = True  # the object
+    hull[22:28, 8:14, 8:14] = True  # a second part, 12 % of the first: kept
+    hull[0, 0, 0:2] = True  # a speck in a corner no camera carved: dropped
+    out = main_part(hull)
+    assert out[10, 10, 10] and out[24, 10, 10] and not out[0, 0, 0]
+    assert out.sum() == hull.sum() - 2
+
+
+def _opaque_capture(tmp_path: Path, preset: str) -> Path:
+    import pytest
+
+    pytest.importorskip("bpy", reason="synth captures need bpy")
+    from .conftest import run_cli
+
+    out = tmp_path / f"opaque_{preset}"
+    res = run_cli("synth", str(out), "--object", "suzanne", "--preset", preset, "--background", "opaque")
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_opaque_capture_gets_its_hull_from_estimated_masks(tmp_path):
+    """A real opaque synth capture (48 photos of 160 px, the forest HDRI behind, no alpha): the
+    first fit's masks give a hull that holds the ground-truth surface, in a cube tighter than the
+    camera layout's."""
+    from scipy.ndimage import binary_dilation
+
+    from nrconvert.capture.load import load_capture
+    from nrconvert.config import make_config
+    from nrconvert.mesh import Mesh
+    from nrconvert.metrics.geometry import sample_surface
+    from nrconvert.synth.ply import read_ply
+    from nrconvert.train.data import load_rays, object_box
+    from nrconvert.train.matting import opaque_prior
+
+    out = _opaque_capture(tmp_path, "demo")
+    capture = load_capture(out)
+    cfg = make_config("fast", {"steps": 600})
+    data = load_rays(capture.train)
+    assert data.alpha is None
+    camera_cube, hull = object_box(capture.train, data, cfg.occupancy_res)
+    assert hull is None
+    box, hull = opaque_prior(cfg, capture.train, data, camera_cube)
+    assert hull is not None and hull.shape == (cfg.occupancy_res,) * 3
+    assert (box.size < 0.85 * camera_cube.size).all(), "the cube did not shrink to the estimated hull"
+    v, f = read_ply(out / "gt_mesh.ply")
+    pts = sample_surface(Mesh(v, f), 4000, seed=0)
+    cells = np.floor((pts - box.lo) / box.size * cfg.occupancy_res).astype(int)
+    assert ((cells >= 0) & (cells < cfg.occupancy_res)).all(), "the ground truth runs out of the fitted cube"
+    held = binary_dilation(hull, iterations=1)[tuple(cells.T)].mean()
+    assert held > 0.98, f"the hull holds only {held:.1%} of the ground-truth surface"
+    assert hull.mean() < 0.3, "the hull is not carved"
+
+
+def test_too_small_photos_fall_back_to_the_sphere(tmp_path, caplog):
+    """16 photos of 64 px: the estimated masks cannot carve the cube's corners, and a hull that
+    reaches the cube's faces is not trusted: (the camera cube, no hull), with a warning."""
+    import logging
+
+    from nrconvert.capture.load import load_capture
+    from nrconvert.config import make_config
+    from nrconvert.train.data import load_rays, object_box
+    from nrconvert.train.matting import opaque_prior
+
+    capture = load_capture(_opaque_capture(tmp_path, "tiny"))
+    cfg = make_config("tiny", {})
+    data = load_rays(capture.train)
+    camera_cube, _ = object_box(capture.train, data, cfg.occupancy_res)
+    with caplog.at_level(logging.WARNING, logger="nrconvert"):
+        box, hull = opaque_prior(cfg, capture.train, data, camera_cube)
+    assert hull is None and (box.lo == camera_cube.lo).all() and (box.hi == camera_cube.hi).all()
+    assert "training from a sphere" in caplog.text
