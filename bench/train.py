@@ -71,14 +71,17 @@ def main() -> None:
     from nrconvert.mesh import Mesh
     from nrconvert.metrics.geometry import largest_component_share, surface_metrics
     from nrconvert.synth.ply import read_ply
-    from nrconvert.train.data import load_rays, object_box
+    from nrconvert.train.data import load_rays
+    from nrconvert.train.matting import starting_shape
     from nrconvert.train.trainer import build_field, evaluate, train
 
     capture = load_capture(_capture(args))
     overrides = dict(s.split("=", 1) for s in args.sets)
     cfg = make_config(args.preset, {"device": args.device, **overrides})
     data = load_rays(capture.train, cfg.downscale)
-    box, hull = object_box(capture.train, data, cfg.occupancy_res, cfg.downscale)
+    t_prior = time.time()  # opaque photos: the first fit that estimates masks counts as training
+    box, hull = starting_shape(cfg, capture.train, data)
+    prior_s = time.time() - t_prior
     tf = build_field(cfg, box, data.alpha is not None, hull)
     dev = tf.field.log_beta.device
     held = load_rays(capture.test[::5], cfg.downscale * 2).to(dev)
@@ -97,7 +100,7 @@ def main() -> None:
     train(tf, data, cfg.replace(eval_every=0), progress=progress)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    train_s = time.time() - t0 - eval_time[0]
+    train_s = time.time() - t0 - eval_time[0] + prior_s
     final = evaluate(tf, held)
     t1 = time.time()
     mesh = extract_mesh(tf, cfg.mc_resolution, cfg.max_triangles, cfg.min_component_ratio)
@@ -112,6 +115,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}",
         "backend": backend(dev), "preset": args.preset, "background": args.background,
         "steps": tf.history[-1]["step"] if tf.history else 0, "train_seconds": round(train_s, 1),
+        "prior_seconds": round(prior_s, 1),
         "extract_seconds": round(extract_s, 1), "final_psnr": round(final, 2),
         "chamfer_pct_bbox": round(100 * geo.get("chamfer_ratio_of_bbox_diagonal", float("nan")), 3),
         "fscore": round(geo.get("fscore", float("nan")), 4),

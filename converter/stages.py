@@ -21,8 +21,8 @@ from .checkpoint import load_field_state, load_mesh, restore_field, save_field, 
 from .kernels import backend
 from .pipeline import STAGES, Run
 from .render.rays import Box
-from .train.data import RayData, load_rays, object_box
-from .train.matting import opaque_prior
+from .train.data import RayData, load_rays
+from .train.matting import starting_shape
 from .train.trainer import TrainedField, build_field, train
 
 MIN_TRAIN_PHOTOS = 3
@@ -84,9 +84,11 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
 
 def _prepare(run: Run, capture: Capture) -> tuple[RayData, Box, np.ndarray | None]:
     data = load_rays(capture.train, run.cfg.downscale)
-    box, hull = object_box(capture.train, data, run.cfg.occupancy_res, run.cfg.downscale)
-    if hull is None and data.alpha is None and run.cfg.matting_share > 0:
-        box, hull = opaque_prior(run.cfg, capture.train, data, box)
+    partial = run.workdir / "field.partial.pt"
+    if run.resume and partial.exists():  # the checkpoint holds the cube and the starting shape:
+        box = load_field_state(partial)["box"].numpy()  # no first fit again for opaque photos
+        return data, Box(box[0], box[1]), None
+    box, hull = starting_shape(run.cfg, capture.train, data)
     return data, box, hull
 
 

@@ -51,6 +51,19 @@ def test_votes_keep_what_one_wrong_mask_would_carve():
     assert (voted >= visual_hull(frames, masks, box, 32)).all()
 
 
+def test_a_share_of_the_views_keeps_what_a_few_wrong_masks_would_carve():
+    frames, masks = _ring(12)
+    box = Box(np.full(3, -1.0), np.full(3, 1.0))
+    centre = (16, 16, 16)
+    wrong = [m.copy() for m in masks]
+    for m in wrong[:4]:  # a third of the photos call the middle of the ball background
+        m[18:30, 18:30] = 0.0
+    assert not visual_hull(frames, wrong, box, 32, votes=3)[centre]  # four votes carve it
+    shared = visual_hull(frames, wrong, box, 32, votes=3, share=0.4)
+    assert shared[centre] and not shared[2, 2, 2]  # 4 of 12 is under 40 %; the corner still goes
+    assert (shared >= visual_hull(frames, masks, box, 32)).all()
+
+
 def test_main_part_drops_specks_and_keeps_big_parts():
     from nrconvert.train.matting import main_part
 

@@ -64,9 +64,10 @@ def camera_box(frames: list[Frame]) -> Box:
 
 
 def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int, downscale: int = 1,
-                votes: int = 1) -> np.ndarray:
-    """Cells of the box (res^3 bool) that fewer than `votes` masks see as background: with the
-    default 1, every mask sees them as foreground (or cannot see them at all).
+                votes: int = 1, share: float = 0.0) -> np.ndarray:
+    """Cells of the box (res^3 bool) that fewer than `votes` masks see as background, or fewer
+    than `share` of the masks that see them at all: with the defaults, every mask sees them as
+    foreground (or cannot see them at all).
 
     `masks` are the frames' alphas as loaded at 1/`downscale` resolution (RayData.masks). Why
     votes: estimated masks (train.matting) can be wrong on a few pixels, and one wrong pixel
@@ -75,6 +76,7 @@ def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int
     g = (np.arange(res) + 0.5) / res
     pts = box.from_unit(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
     carved = np.zeros(len(pts), dtype=np.int32)
+    seen = np.zeros(len(pts), dtype=np.int32)
     cell = float(box.size.max()) / res
     for f, alpha in zip(frames, masks):
         h, w = alpha.shape
@@ -90,7 +92,8 @@ def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int
         fg = _dilate(alpha > 0.5, pad)
         ui = np.clip(u.astype(int), 0, w - 1); vi = np.clip(v.astype(int), 0, h - 1)
         carved += inside & ~fg[vi, ui]
-    return (carved < votes).reshape(res, res, res)
+        seen += inside
+    return ((carved < votes) | (carved < share * seen)).reshape(res, res, res)
 
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:

@@ -26,13 +26,14 @@ from ..capture.model import Frame
 from ..config import Config
 from ..render.rays import Box, frame_rays
 from ..render.volume import render_chunked
-from .data import RayData, cube, hull_box, visual_hull
+from .data import RayData, cube, hull_box, object_box, visual_hull
 
 log = logging.getLogger("nrconvert")
 
 MAX_FRAMES = 60  # photos whose masks are estimated, evenly spread
 THRESHOLD = 0.15  # sRGB difference from the background model above which a pixel is foreground
 VOTES = 3  # views that must see a cell as background to carve it
+VOTE_SHARE = 0.2  # ... and this share of the views that see it
 EXTRA_LEVELS = 2  # background levels above the coarse ones used for the residual
 MIN_PART = 0.05  # hull parts smaller than this share of the largest are dropped
 MASK_SIDE = 128  # estimated masks' short side, at least (photos are rendered at a downscale to it)
@@ -58,6 +59,15 @@ def estimated_masks(tf, frames: list[Frame], downscale: int, bg_levels: int) -> 
     return masks
 
 
+def starting_shape(cfg: Config, frames: list[Frame], data: RayData) -> tuple[Box, np.ndarray | None]:
+    """The field's cube and its visual hull (None: start from a sphere): from the masks when the
+    photos have them, else from masks a first fit estimates (cfg.matting_share > 0)."""
+    box, hull = object_box(frames, data, cfg.occupancy_res, cfg.downscale)
+    if hull is None and data.alpha is None and cfg.matting_share > 0:
+        box, hull = opaque_prior(cfg, frames, data, box)
+    return box, hull
+
+
 def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box) -> tuple[Box, np.ndarray | None]:
     """(the object's cube, its visual hull at cfg.occupancy_res) from a first fit of
     cfg.matting_share of the steps; (box, None) when the estimated masks leave nothing."""
@@ -71,13 +81,13 @@ def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box) -> t
     pick = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).astype(int))]
     ds = mask_downscale(pick[0], cfg.downscale)
     masks = estimated_masks(tf, pick, ds, cfg.coarse_levels + EXTRA_LEVELS)
-    coarse = main_part(visual_hull(pick, masks, box, 64, ds, votes=VOTES))
+    coarse = main_part(visual_hull(pick, masks, box, 64, ds, VOTES, VOTE_SHARE))
     if not coarse.any() or _touches_faces(coarse):
         log.warning("the estimated masks do not separate the object from its background (too few or "
                     "too small photos?): training from a sphere, without a visual hull")
         return box, None
     tight = cube(hull_box(coarse, box))
-    return tight, main_part(visual_hull(pick, masks, tight, cfg.occupancy_res, ds, votes=VOTES))
+    return tight, main_part(visual_hull(pick, masks, tight, cfg.occupancy_res, ds, VOTES, VOTE_SHARE))
 
 
 def mask_downscale(frame: Frame, downscale: int) -> int:
