@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hashgrid import HashGrid, HashGridConfig
+from .hashgrid import HashGrid, HashGridConfig, keep_levels
 from .layers import mlp
 
 
@@ -27,7 +27,7 @@ class Background(nn.Module):
         super().__init__()
         self.grid = HashGrid(HashGridConfig(levels, 2, log2_table, 8, max_resolution))
         self.net = mlp([self.grid.out_dim, hidden, 3])
-        self.levels, self.features = levels, 2
+        self.levels = levels
         self.register_buffer("active_levels", torch.tensor(levels), persistent=False)
 
     def set_active_levels(self, n: int) -> None:
@@ -37,5 +37,5 @@ class Background(nn.Module):
         x = d / d.norm(dim=-1, keepdim=True).clamp(min=1e-8) * 0.5 + 0.5
         h = self.grid(x)
         if int(self.active_levels) < self.levels:
-            h = h * (torch.arange(h.shape[-1], device=h.device) < int(self.active_levels) * self.features)
+            h = keep_levels(h, int(self.active_levels), self.grid.cfg.features)
         return torch.sigmoid(self.net(h))

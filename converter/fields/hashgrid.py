@@ -32,6 +32,13 @@ def level_resolutions(cfg: HashGridConfig) -> list[int]:
     return [math.floor(cfg.base_resolution * growth**lvl) for lvl in range(cfg.levels)]
 
 
+def keep_levels(feats: torch.Tensor, active: int, features: int) -> torch.Tensor:
+    """`feats` (N, levels*features, coarsest level first) with every level from `active` on
+    zeroed: coarse-to-fine training holds a grid to its coarse levels this way."""
+    keep = torch.arange(feats.shape[-1], device=feats.device) < active * features
+    return feats * keep.to(feats.dtype)
+
+
 class HashGrid(nn.Module):
     """Encodes points in [0, 1]^3 to (N, levels * features) features."""
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hashgrid import HashGrid, HashGridConfig, level_resolutions
+from .hashgrid import HashGrid, HashGridConfig, keep_levels, level_resolutions
 from .layers import mlp, sh_encode
 
 
@@ -63,9 +63,7 @@ class SdfField(nn.Module):
     def _geo_input(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         geo = feats[:, : self.geo_dim]
         if int(self.active_levels) < self.geo_levels:
-            f = self.grid.cfg.features
-            keep = torch.arange(self.geo_dim, device=x.device) < int(self.active_levels) * f
-            geo = geo * keep.to(geo.dtype)
+            geo = keep_levels(geo, int(self.active_levels), self.grid.cfg.features)
         return torch.cat([geo, (x - 0.5) * 2.0], dim=1)
 
     def set_base(self, grid: torch.Tensor) -> None:
