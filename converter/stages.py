@@ -84,11 +84,10 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
 
 def _prepare(run: Run, capture: Capture) -> tuple[RayData, Box, np.ndarray | None]:
     data = load_rays(capture.train, run.cfg.downscale)
-    partial = run.workdir / "field.partial.pt"
-    if run.resume and partial.exists():  # the checkpoint holds the cube and the starting shape:
-        box = load_field_state(partial)["box"].numpy()  # no first fit again for opaque photos
-        return data, Box(box[0], box[1]), None
-    box, hull = starting_shape(run.cfg, capture.train, data)
+    cfg = run.cfg
+    if run.resume and (run.workdir / "field.partial.pt").exists():
+        cfg = cfg.replace(matting_share=0.0)  # restore_field brings the cube and the starting shape
+    box, hull = starting_shape(cfg, capture.train, data)
     return data, box, hull
 
 
