@@ -76,18 +76,27 @@ def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box) -> t
     share = cfg.matting_share
     probe = cfg.replace(steps=max(1, int(cfg.steps * share)), time_budget_s=cfg.time_budget_s * share, eval_every=0)
     log.info("no masks: a first fit of %d steps estimates them for the visual hull", probe.steps)
+    torch.manual_seed(cfg.seed)  # the first fit's masks, and so the hull, repeat for a given seed
     tf = build_field(probe, box, False, None)
     train(tf, data, probe)
     pick = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).astype(int))]
     ds = mask_downscale(pick[0], cfg.downscale)
     masks = estimated_masks(tf, pick, ds, cfg.coarse_levels + EXTRA_LEVELS)
-    coarse = main_part(visual_hull(pick, masks, box, 64, ds, VOTES, VOTE_SHARE))
+    return hull_from_masks(pick, masks, box, cfg.occupancy_res, ds)
+
+
+def hull_from_masks(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int,
+                    downscale: int) -> tuple[Box, np.ndarray | None]:
+    """The voted hull's cube and the hull in it at `res`; (box, None) when the masks carve nothing
+    or leave a hull reaching the cube's faces: a first fit that called (nearly) everything
+    foreground or background must not shape the field, a sphere is the safer start."""
+    coarse = main_part(visual_hull(frames, masks, box, 64, downscale, VOTES, VOTE_SHARE))
     if not coarse.any() or _touches_faces(coarse):
         log.warning("the estimated masks do not separate the object from its background (too few or "
                     "too small photos?): training from a sphere, without a visual hull")
         return box, None
     tight = cube(hull_box(coarse, box))
-    return tight, main_part(visual_hull(pick, masks, tight, cfg.occupancy_res, ds, VOTES, VOTE_SHARE))
+    return tight, main_part(visual_hull(frames, masks, tight, res, downscale, VOTES, VOTE_SHARE))
 
 
 def mask_downscale(frame: Frame, downscale: int) -> int:
