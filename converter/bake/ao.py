@@ -22,9 +22,9 @@ import torch
 
 from ..mesh import Mesh
 from ..render.raster import rasterize
-from .normalmap import project_guarded, welded_normals
 from .surface import Surface
-from .texture import interpolate, pad_texture, texel_fragments
+from .texels import Texels, texels_on_surface
+from .texture import pad_texture
 
 MIN_COS = 0.05  # caps the slope bias at 20 pixels (~87 deg, where the cosine weight is < 0.05 anyway)
 
@@ -48,37 +48,19 @@ def bake_ao(mesh: Mesh, size: int, occluder: Mesh, directions: int = 64, surface
 
 def bake_ao_chain(meshes: list[Mesh], sizes: list[int], occluder: Mesh, directions: int = 64,
                   surface: Surface | None = None, map_size: int | None = None,
-                  max_distance: float = 0.03) -> list[np.ndarray]:
+                  max_distance: float = 0.03, texels: list[Texels] | None = None) -> list[np.ndarray]:
     """bake_ao for every LOD of a chain against one occluder, in one pass over the directions:
     each shadow map is drawn once and dropped, rather than 64 maps (256 MiB at 1024², more with
-    the allocator's leftovers) kept to serve the LODs one after another."""
-    outs, hits, points = [], [], []
-    for mesh, size in zip(meshes, sizes):
-        frags = texel_fragments(mesh, size)
-        hit = frags.tri >= 0
-        outs.append(np.ones((size, size), np.float32))
-        hits.append(hit)
-        points.append(texel_points(mesh, frags, hit, surface, max_distance) if hit.any() else
-                      (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)))
-    pos = np.concatenate([p for p, _ in points])
+    the allocator's leftovers) kept to serve the LODs one after another. `texels`: each LOD's
+    texels already projected (bake.texels, shared with the normal and material bakes)."""
+    texels = texels or [texels_on_surface(m, s, surface, max_distance) for m, s in zip(meshes, sizes)]
+    outs = [np.ones((size, size), np.float32) for size in sizes]
+    pos = np.concatenate([t.point for t in texels])
     if len(pos):
-        ao = occlusion(pos, np.concatenate([n for _, n in points]), occluder, directions, map_size or 1024)
-        for out, hit, part in zip(outs, hits, np.split(ao, np.cumsum([len(p) for p, _ in points])[:-1])):
-            out[hit] = part
-    return [pad_texture(out, hit) if hit.any() else out for out, hit in zip(outs, hits)]
-
-
-def texel_points(mesh: Mesh, frags, hit: np.ndarray, surface: Surface | None,
-                 max_distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """Points (P, 3) and unit normals (P, 3) of the covered texels, on `surface` when given."""
-    normals = mesh.normals if mesh.normals is not None else welded_normals(mesh)
-    pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
-    nrm = interpolate(normals, mesh.faces, frags)[hit]
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
-    if surface is None:
-        return pos, nrm
-    on, normal, _ = project_guarded(surface, pos, nrm, max_distance * mesh.bbox_diagonal())
-    return on, normal
+        ao = occlusion(pos, np.concatenate([t.normal for t in texels]), occluder, directions, map_size or 1024)
+        for out, t, part in zip(outs, texels, np.split(ao, np.cumsum([len(t.point) for t in texels])[:-1])):
+            out[t.hit] = part
+    return [pad_texture(out, t.hit) if t.hit.any() else out for out, t in zip(outs, texels)]
 
 
 def sphere_directions(n: int) -> np.ndarray:

@@ -19,11 +19,11 @@ from .ao import bake_ao_chain
 from .asset import EnvLight, Lod, MaterialMaps
 from .envlight import sh9, to_equirect
 from .lod import DEFAULT_RATIOS, lod_chain, lod_texture_sizes, screen_coverages
-from .normalmap import bake_normal_map, project_guarded
+from .normalmap import bake_normal_map, ensure_frame
 from .pbr import PbrFit, bake_material_maps, fit_pbr, gather_samples
 from .surface import Surface
-from .texture import (bake_from_field, fit_to_photos, interpolate, pad_texture, resize, texel_fragments,
-                      to_uint8_srgb)
+from .texels import Texels, texels_on_surface
+from .texture import bake_from_field, fit_to_photos, pad_texture, resize, to_uint8_srgb
 from .uv import unwrap
 
 Progress = Callable[[str, int, int], None]
@@ -49,9 +49,14 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
         say(f"uv LOD{k}", k, len(meshes))
         uv_meshes.append(unwrap(m, size))
     lod0 = uv_meshes[0]
+    texels = []
     if cfg.pbr:
+        for k, (m, size) in enumerate(zip(uv_meshes, sizes)):
+            say(f"texels on the surface LOD{k}", k, len(uv_meshes))
+            ensure_frame(m)  # the normal map's frame: the texels' mesh normals must be its normals
+            texels.append(texels_on_surface(m, size, surface))
         say("ambient occlusion", 0, 1)
-    aos = bake_ao_chain(uv_meshes, sizes, lod0, surface=surface) if cfg.pbr else []
+    aos = bake_ao_chain(uv_meshes, sizes, lod0, texels=texels) if cfg.pbr else []
     fit = None
     if cfg.pbr:
         samples = gather_samples(lod0, frames, surface, cfg.downscale, ao=lambda uv: sample_map(aos[0], uv))
@@ -67,8 +72,8 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
         captured = _captured(tf, m, size, frames, cfg)
         maps = MaterialMaps(captured=captured)
         if fit is not None:
-            maps.normal, _ = bake_normal_map(m, size, surface)
-            maps.base_color, maps.orm = _material(fit, m, size, surface, aos[k])
+            maps.normal, _ = bake_normal_map(m, size, surface, texels=texels[k])
+            maps.base_color, maps.orm = _material(fit, texels[k], aos[k])
         lods.append(Lod(m, maps, coverage[k]))
     light = None
     if fit is not None:
@@ -110,15 +115,12 @@ def _captured(tf, mesh: Mesh, size: int, frames: list[Frame], cfg: Config) -> np
     return to_uint8_srgb(resize(tex, size))
 
 
-def _material(fit: PbrFit, mesh: Mesh, size: int, surface: Surface, ao: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Base colour (sRGB) and ORM maps of one LOD from the material field, padded."""
-    frags = texel_fragments(mesh, size)
-    hit = frags.tri >= 0
-    pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
-    nrm = interpolate(mesh.normals, mesh.faces, frags)[hit]
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
-    on, _, _ = project_guarded(surface, pos, nrm, 0.03 * mesh.bbox_diagonal())
-    base, orm = bake_material_maps(fit, on, ao[hit])
+def _material(fit: PbrFit, texels: Texels, ao: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Base colour (sRGB) and ORM maps of one LOD from the material field at its texels' points
+    on the surface, padded."""
+    hit = texels.hit
+    size = hit.shape[0]
+    base, orm = bake_material_maps(fit, texels.point, ao[hit])
     out_b = np.zeros((size, size, 3), np.float32)
     out_o = np.zeros((size, size, 3), np.float32)
     out_b[hit], out_o[hit] = base, orm

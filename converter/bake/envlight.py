@@ -53,9 +53,12 @@ class SGLight(nn.Module):
         """sum_k V_k <light_k, SG(axis, sharp, amp)> for per-point lobes (N, 3), (N,), (N,) -> (N, 3);
         `vis` (N, K) is each point's visibility of each light lobe (1 without it)."""
         axes, ls, la = self.params()
-        um = ls[None, :, None] * axes[None] + sharp[:, None, None] * axis[:, None, :]  # (N, K, 3)
-        lm = um.norm(dim=-1).clamp(min=1e-6)
-        total = ls[None] + sharp[:, None]
+        # |ls a_k + s axis| from the cosine (both unit vectors): an (N, K) matmul instead of an
+        # (N, K, 3) tensor and its norm, forward and backward (a third of the material fit's time)
+        cos = (axis @ axes.t()).clamp(-1, 1)
+        ls2, s2 = ls[None], sharp[:, None]
+        lm = (ls2 * ls2 + s2 * s2 + 2 * ls2 * s2 * cos).clamp(min=1e-12).sqrt().clamp(min=1e-6)
+        total = ls2 + s2
         scale = 2 * math.pi / lm * (torch.exp(lm - total) - torch.exp(-lm - total))  # (N, K)
         if vis is not None:
             scale = scale * vis

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..mesh import Mesh, vertex_normals
-from .surface import Surface, project
+from ..mesh import Mesh
+from .surface import Surface
 from .tangents import compute_tangents, tangent_frames
-from .texture import interpolate, pad_texture, texel_fragments
+from .texels import Texels, project_guarded, texels_on_surface, welded_normals
+from .texture import interpolate, pad_texture
+
+__all__ = ["bake_normal_map", "decode", "encode", "ensure_frame", "project_guarded", "welded_normals"]
 
 FLAT = np.array([0.0, 0.0, 1.0], np.float32)
 
 
 def bake_normal_map(mesh: Mesh, size: int, surface: Surface, max_distance: float = 0.03,
-                    min_cosine: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+                    min_cosine: float = 0.1, texels: Texels | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(size, size, 3) uint8 tangent-space normal map and the (size, size) bool mask of texels
     that lie on the mesh; empty texels hold their nearest covered texel, so bilinear filtering
     and mip levels never blend in a foreign value at chart borders.
@@ -28,16 +31,18 @@ def bake_normal_map(mesh: Mesh, size: int, surface: Surface, max_distance: float
     Guard: where projection moved a point more than `max_distance` x the bbox diagonal (it
     jumped to another sheet of a thin part, or Newton diverged), or the surface normal leans
     away from the mesh normal (cosine < `min_cosine`: the wrong side of a thin part), the texel
-    keeps the mesh normal, (0, 0, 1) in tangent space.
+    keeps the mesh normal, (0, 0, 1) in tangent space. `texels`: the same texels already
+    projected (bake.texels, shared with the AO and material bakes; made with these settings).
     """
     ensure_frame(mesh)
-    frags = texel_fragments(mesh, size)
-    hit = frags.tri >= 0
-    pos, nrm, tan = (interpolate(a, mesh.faces, frags)[hit] for a in (mesh.vertices, mesh.normals, mesh.tangents))
-    t, b, n = tangent_frames(nrm, tan)
-    local = np.tile(FLAT, (len(pos), 1))
-    if len(pos):
-        local, _ = surface_normals_local(surface, pos, t, b, n, max_distance * mesh.bbox_diagonal(), min_cosine)
+    texels = texels or texels_on_surface(mesh, size, surface, max_distance, min_cosine)
+    hit = texels.hit
+    tan = interpolate(mesh.tangents, mesh.faces, texels.frags)[hit]
+    t, b, n = tangent_frames(texels.mesh_normal, tan)
+    g = texels.normal
+    local = np.stack([(g * t).sum(1), (g * b).sum(1), (g * n).sum(1)], 1)
+    local /= np.maximum(np.linalg.norm(local, axis=1, keepdims=True), 1e-12)
+    local[~texels.on_surface] = FLAT
     out = np.zeros((size, size, 3), np.uint8)
     out[..., :] = encode(FLAT)
     out[hit] = encode(local)
@@ -53,34 +58,6 @@ def ensure_frame(mesh: Mesh) -> None:
         mesh.normals = welded_normals(mesh)
     if mesh.tangents is None:
         mesh.tangents = compute_tangents(mesh)
-
-
-def welded_normals(mesh: Mesh) -> np.ndarray:
-    """Area-weighted normals computed with seam copies of a vertex merged, then split again."""
-    unique, weld = np.unique(mesh.vertices, axis=0, return_inverse=True)
-    weld = weld.reshape(-1)
-    return vertex_normals(unique, weld[mesh.faces])[weld]
-
-
-def surface_normals_local(surface: Surface, pos: np.ndarray, t: np.ndarray, b: np.ndarray, n: np.ndarray,
-                          max_move: float, min_cosine: float) -> tuple[np.ndarray, np.ndarray]:
-    """Unit tangent-space normals (P, 3) of the surface near `pos`, and where they were trusted."""
-    _, normal, ok = project_guarded(surface, pos, n, max_move, min_cosine)
-    local = np.stack([(normal * t).sum(1), (normal * b).sum(1), (normal * n).sum(1)], 1)
-    local /= np.maximum(np.linalg.norm(local, axis=1, keepdims=True), 1e-12)
-    return local.astype(np.float32), ok
-
-
-def project_guarded(surface: Surface, pos: np.ndarray, nrm: np.ndarray, max_move: float,
-                    min_cosine: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points on the surface and its normals there, with the input point and (unit) normal kept
-    where the projection moved farther than `max_move` or the normal leans away (cosine to `nrm`
-    below `min_cosine`): there the lookup likely landed on another part of the object. Also
-    returns where the surface was used. Shared by the normal and AO bakers, so both agree."""
-    on, normal = project(surface, pos)
-    ok = np.isfinite(on).all(1) & np.isfinite(normal).all(1)
-    ok &= (np.linalg.norm(on - pos, axis=1) <= max_move) & ((normal * nrm).sum(1) >= min_cosine)
-    return np.where(ok[:, None], on, pos), np.where(ok[:, None], normal, nrm), ok
 
 
 def encode(v: np.ndarray) -> np.ndarray:
