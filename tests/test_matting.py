@@ -64,6 +64,19 @@ def test_a_share_of_the_views_keeps_what_a_few_wrong_masks_would_carve():
     assert (shared >= visual_hull(frames, masks, box, 32)).all()
 
 
+def test_skipping_carved_cells_gives_the_hull_of_every_projection():
+    """Without a share, cells carved `votes` times are not projected into later views; a share
+    too small to matter takes the path that projects every cell into every view: same hull."""
+    frames, masks = _ring(12)
+    box = Box(np.full(3, -1.0), np.full(3, 1.0))
+    wrong = [m.copy() for m in masks]
+    wrong[3][10:20, 5:40] = 0.0
+    for votes in (1, 2):
+        fast = visual_hull(frames, wrong, box, 40, votes=votes)
+        every = visual_hull(frames, wrong, box, 40, votes=votes, share=1e-9)
+        assert 0.02 < fast.mean() < 0.5 and (fast == every).all()
+
+
 def test_main_part_drops_specks_and_keeps_big_parts():
     from nrconvert.train.matting import main_part
 
