@@ -12,10 +12,8 @@ import numpy as np
 from ..mesh import Mesh
 from .surface import Surface
 from .tangents import compute_tangents, tangent_frames
-from .texels import Texels, project_guarded, texels_on_surface, welded_normals
+from .texels import Texels, texels_on_surface, welded_normals
 from .texture import interpolate, pad_texture
-
-__all__ = ["bake_normal_map", "decode", "encode", "ensure_frame", "project_guarded", "welded_normals"]
 
 FLAT = np.array([0.0, 0.0, 1.0], np.float32)
 
