@@ -76,6 +76,7 @@ def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box) -> t
     share = cfg.matting_share
     probe = cfg.replace(steps=max(1, int(cfg.steps * share)), time_budget_s=cfg.time_budget_s * share, eval_every=0)
     log.info("no masks: a first fit of %d steps estimates them for the visual hull", probe.steps)
+    torch.manual_seed(cfg.seed)  # the first fit's masks, and so the hull, repeat for a given seed
     tf = build_field(probe, box, False, None)
     train(tf, data, probe)
     pick = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).astype(int))]

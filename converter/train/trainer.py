@@ -52,10 +52,6 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_field(cfg: Config, box: Box, masked: bool, hull: np.ndarray | None) -> TrainedField:
-    """A fresh field for `box`, its weights drawn from `cfg.seed`: every caller (the pipeline,
-    the opaque first fit, benches, tests) gets the same start for the same seed, whatever drew
-    random numbers before it."""
-    torch.manual_seed(cfg.seed)
     grid = HashGridConfig(cfg.hash_levels, cfg.hash_features, cfg.hash_log2_table, 16, cfg.hash_max_resolution)
     box = cube(box)
     device = resolve_device(cfg.device)
