@@ -94,6 +94,28 @@ def test_hull_sdf_is_a_signed_distance():
     assert ((sdf < 0) == hull).mean() > 0.99
 
 
+def _reference_hull_sdf(hull: np.ndarray) -> torch.Tensor:
+    """hull_sdf as first written, with scipy's full distance transforms (the numbers to keep)."""
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    res = hull.shape[0]
+    sdf = np.where(hull, 0.5 - distance_transform_edt(hull), distance_transform_edt(~hull) - 0.5) / res
+    return torch.from_numpy(gaussian_filter(sdf, 1.0).astype("float32"))
+
+
+@pytest.mark.parametrize("shape", ["sphere", "slab", "noise", "not_cubic"])
+def test_hull_sdf_matches_the_full_distance_transform(shape):
+    res = 40
+    g = (np.arange(res) + 0.5) / res - 0.5
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    rng = np.random.default_rng(3)
+    hull = {"sphere": np.sqrt(x * x + y * y + z * z) < 0.3,
+            "slab": (np.abs(x) < 0.45) & (np.abs(y) < 0.1) & (np.abs(z + 0.3) < 0.15),
+            "noise": rng.random((res,) * 3) < 0.3,
+            "not_cubic": (rng.random((res, res // 2, 24)) < 0.8) & (np.abs(x[:, : res // 2, :24]) < 0.3)}[shape]
+    assert torch.equal(hull_sdf(hull), _reference_hull_sdf(hull))
+
+
 def test_schedules():
     assert lr_factor(0.0, 0.05) < lr_factor(0.02, 0.05) == pytest.approx(1.0)
     assert lr_factor(1.0, 0.05) == pytest.approx(0.05)
