@@ -83,6 +83,32 @@ def test_occupancy_holds_the_shell_only():
     assert not occ.mask[dist.abs() > 4.0 / occ.res].any()
 
 
+def test_occupancy_update_checks_the_same_cells_as_nonzero():
+    """update_sdf picks the cells beside the occupied ones plus a random 5 % of the rest from flat
+    indices now (a third of the memory): the same cells, in the same order, as with nonzero()."""
+    from nrconvert.fields.occupancy import OccupancyGrid
+
+    res = 24
+    occ = OccupancyGrid(res)
+    occ.mask = torch.rand((res,) * 3, generator=torch.Generator().manual_seed(1)) < 0.02
+    occ.updates = 1
+    seen = []
+
+    def record(x):
+        seen.append(x)
+        return torch.zeros(len(x))
+
+    torch.manual_seed(7)
+    near = torch.nn.functional.max_pool3d(occ.mask[None, None].float(), 3, 1, 1)[0, 0] > 0
+    rest = (~near).nonzero()
+    rest = rest[torch.randperm(len(rest))[: int(0.05 * len(rest))]]
+    expected = torch.cat([near.nonzero(), rest])
+    torch.manual_seed(7)
+    occ.update_sdf(record, band=0.1)
+    cells = (torch.cat(seen) * res - 0.5).round().long()
+    assert len(rest) > 100 and torch.equal(cells, expected)
+
+
 def test_hull_sdf_is_a_signed_distance():
     res = 48
     g = (np.arange(res) + 0.5) / res - 0.5
