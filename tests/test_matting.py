@@ -65,16 +65,18 @@ def test_a_share_of_the_views_keeps_what_a_few_wrong_masks_would_carve():
 
 
 def test_skipping_carved_cells_gives_the_hull_of_every_projection():
-    """Without a share, cells carved `votes` times are not projected into later views; a share
-    too small to matter takes the path that projects every cell into every view: same hull."""
+    """Cells already carved by `votes` views and by `share` of all views are not projected into
+    later views: the same hull as projecting every cell into every view, with and without a
+    share, for masks with wrong pixels in some views."""
     frames, masks = _ring(12)
     box = Box(np.full(3, -1.0), np.full(3, 1.0))
     wrong = [m.copy() for m in masks]
     wrong[3][10:20, 5:40] = 0.0
-    for votes in (1, 2):
-        fast = visual_hull(frames, wrong, box, 40, votes=votes)
-        every = visual_hull(frames, wrong, box, 40, votes=votes, share=1e-9)
-        assert 0.02 < fast.mean() < 0.5 and (fast == every).all()
+    wrong[7][30:44, 20:50] = 1.0
+    for votes, share in ((1, 0.0), (2, 0.0), (3, 0.2), (2, 0.5)):
+        fast = visual_hull(frames, wrong, box, 40, votes=votes, share=share)
+        every = visual_hull(frames, wrong, box, 40, votes=votes, share=share, skip_decided=False)
+        assert 0.02 < fast.mean() < 0.5 and (fast == every).all(), (votes, share)
 
 
 def test_main_part_drops_specks_and_keeps_big_parts():
@@ -155,3 +157,4 @@ def test_masks_that_separate_nothing_fall_back_to_the_sphere(caplog):
     got, hull = hull_from_masks(frames, masks, box, 32, 1)
     assert hull is not None and hull.shape == (32,) * 3
     assert (got.size < 0.8 * box.size).all() and (got.size > 1.0).all(), got.size
+

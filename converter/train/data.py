@@ -64,7 +64,7 @@ def camera_box(frames: list[Frame]) -> Box:
 
 
 def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int, downscale: int = 1,
-                votes: int = 1, share: float = 0.0) -> np.ndarray:
+                votes: int = 1, share: float = 0.0, skip_decided: bool = True) -> np.ndarray:
     """Cells of the box (res^3 bool) that fewer than `votes` masks see as background, or fewer
     than `share` of the masks that see them at all: with the defaults, every mask sees them as
     foreground (or cannot see them at all).
@@ -78,12 +78,13 @@ def visual_hull(frames: list[Frame], masks: list[np.ndarray], box: Box, res: int
     carved = np.zeros(len(pts), dtype=np.int32)
     seen = np.zeros(len(pts), dtype=np.int32)
     cell = float(box.size.max()) / res
-    # without a share, a cell with `votes` carvings is out whatever later views say: later views
-    # project only the open cells (a few per cent after a dozen views of a masked capture)
+    # a cell carved `votes` times, and by `share` of all the views (as many as could ever see it),
+    # is out whatever later views say: later views project only the open cells (a few per cent
+    # after a dozen views of a masked capture; 2.7 vs 11 s for 100 masks at 128^3)
+    decided = max(votes, int(np.ceil(share * len(frames)))) if skip_decided else len(frames) + 1
     todo = np.arange(len(pts))
     for f, alpha in zip(frames, masks):
-        if share <= 0:
-            todo = todo[carved[todo] < votes]
+        todo = todo[carved[todo] < decided]
         h, w = alpha.shape
         w2c = np.linalg.inv(f.c2w)
         pc = pts[todo] @ w2c[:3, :3].T + w2c[:3, 3]

@@ -153,6 +153,7 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
         stop = _maybe_evaluate(tf, eval_data, cfg, state, stopper, record)
         tf.history.append(record)
         if state.step % cfg.checkpoint_every == 0 or time.time() - last_ckpt > cfg.checkpoint_every_s:
+            good = None  # a snapshot is 89-133 MiB at 2^18-2^19 tables: never two at once
             good = _snapshot(tf, opt, state)
             if checkpoint:
                 checkpoint(tf, state, opt.state_dict())
