@@ -107,6 +107,13 @@ class OutOfMemoryError(NrcError):
     retryable = True
 
 
+class AtlasError(NrcError):
+    """xatlas crashed or stalled twice on the same mesh: the machine (or a bug), not the input."""
+
+    exit_code = 77
+    retryable = True
+
+
 class InterruptedRun(NrcError):
     """The run was stopped (SIGTERM from a farm or SIGINT from Ctrl-C); finished work is kept."""
 
@@ -114,7 +121,7 @@ class InterruptedRun(NrcError):
     retryable = True
 
 
-RETRYABLE_EXIT_CODES = frozenset({75, 76, 79, 137, 143})  # 137/143: killed by SIGKILL / SIGTERM
+RETRYABLE_EXIT_CODES = frozenset({75, 76, 77, 79, 137, 143})  # 137/143: killed by SIGKILL / SIGTERM
 
 
 def os_error(exc: OSError, path: str, what: str = "the output") -> NrcError:

@@ -9,7 +9,8 @@ surface, and the environment variable NRCONVERT_FAULTS arms it (etcd/TiKV-style 
     NRCONVERT_FAULTS="oom@5+,enospc@glb" several at once
 
 Unset (every user run), `fire` is one dict lookup. Names in use: nan_loss@STEP, oom@STEP (training
-step runs out of memory), enospc@glb|checkpoint|work (the disk fills while writing that file).
+step runs out of memory), enospc@glb|checkpoint|work (the disk fills while writing that file),
+xatlas_hang@ATTEMPT (the UV atlas child stalls).
 """
 from __future__ import annotations
 

@@ -32,3 +32,38 @@ def test_unwrap_keeps_geometry_and_packs_without_overlap(monkeypatch, faces_per_
     covered = (frags.tri >= 0).sum()
     assert abs(covered - area) / area < 0.03, (covered, area)
     assert covered / size**2 > 0.4  # packed, not scattered
+
+
+def _pieces():
+    mesh = bumpy_mesh(12)
+    return [(mesh.vertices, mesh.faces, None)], len(mesh.faces)
+
+
+def test_atlas_child_that_stalls_is_killed_and_retried(monkeypatch):
+    """xatlas's thread pool can lose its shutdown wake-up and hang; the child is timed out and retried."""
+    from nrconvert.bake.atlas_proc import generate
+
+    monkeypatch.setenv("NRCONVERT_FAULTS", "xatlas_hang@1")  # the first attempt stalls, the second not
+    pieces, n_faces = _pieces()
+    (vmap, faces, uvs), = generate(pieces, 256, 2, timeout_s=8)
+    assert faces.shape == (n_faces, 3) and len(uvs) == len(vmap) and vmap.max() < len(pieces[0][0])
+    assert 0.0 <= uvs.min() and uvs.max() <= 1.0
+
+
+def test_atlas_that_always_stalls_fails_retryably(monkeypatch):
+    from nrconvert.bake.atlas_proc import AtlasError, generate
+
+    monkeypatch.setenv("NRCONVERT_FAULTS", "xatlas_hang@1+")
+    with pytest.raises(AtlasError, match="stalled for 3 s, 2 times") as err:
+        generate(_pieces()[0], 256, 2, timeout_s=3)
+    assert err.value.exit_code == 77 and err.value.retryable
+
+
+def test_atlas_child_crash_reports_its_error():
+    from nrconvert.bake.atlas_proc import AtlasError, generate
+
+    mesh = bumpy_mesh(6)
+    bad = mesh.faces.copy()
+    bad[0, 0] = 10**6  # an index past the vertex list: xatlas refuses the mesh
+    with pytest.raises(AtlasError, match="exited with"):
+        generate([(mesh.vertices, bad, None)], 128, 2, timeout_s=60, attempts=1)

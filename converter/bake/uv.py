@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-import xatlas
 
 from ..mesh import Mesh
+from .atlas_proc import generate
 
 FACES_PER_PIECE = 20_000
 
@@ -16,26 +16,14 @@ def unwrap(mesh: Mesh, texture_size: int, padding: int = 4) -> Mesh:
     atlas: chart growth costs more than linearly in a mesh's size and xatlas runs meshes in
     parallel. Balanced's 80k-triangle LOD0 (2 cores, 2026-11-27): 24.0 s whole, 12.3 s in 2
     slabs, 7.9 s in 4, and the 4-slab atlas covers more of the texture (45 % against 40 % of
-    1024² texels); the price is one extra seam per cut, which padding hides.
+    1024² texels); the price is one extra seam per cut, which padding hides. xatlas runs in a
+    child process (bake.atlas_proc): its thread pool can hang on exit.
     """
     pieces = _slabs(mesh, max(1, min(8, round(len(mesh.faces) / FACES_PER_PIECE))))
-    atlas = xatlas.Atlas()
-    for faces, used in pieces:
-        atlas.add_mesh(mesh.vertices[used].astype(np.float32), faces.astype(np.uint32),
-                       None if mesh.normals is None else mesh.normals[used].astype(np.float32))
-    pack = xatlas.PackOptions()
-    pack.resolution = texture_size
-    pack.padding = padding
-    pack.bilinear = True
-    pack.blockAlign = True
-    charts = xatlas.ChartOptions()
-    # The seeding/growing refinement pass costs ~20 % of the unwrap at 200k triangles (72 -> 58 s)
-    # for the same chart count and packing efficiency (6832 vs 6890 charts, 84 % utilisation).
-    charts.max_iterations = 0
-    atlas.generate(charts, pack)
+    charts = generate([(mesh.vertices[used], faces, None if mesh.normals is None else mesh.normals[used])
+                       for faces, used in pieces], texture_size, padding)
     vmaps, out_faces, out_uvs, base = [], [], [], 0
-    for i, (_, used) in enumerate(pieces):
-        vmap, faces, uvs = atlas[i] if hasattr(atlas, "__getitem__") else atlas.get_mesh(i)
+    for (_, used), (vmap, faces, uvs) in zip(pieces, charts):
         vmaps.append(used[vmap]); out_faces.append(faces.astype(np.int64) + base); out_uvs.append(uvs)
         base += len(vmap)
     vmap = np.concatenate(vmaps)

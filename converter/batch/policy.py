@@ -1,8 +1,8 @@
 """Which failures are retried, and what one exit code says about a whole batch.
 
 Retry policy: a unit is retried (with `--resume`) when its exit code is retryable
-(`errors.RETRYABLE_EXIT_CODES`: 75 disk full, 76 out of memory, 79 interrupted, 137/143 killed)
-or when the machine running it died; permanent codes (2-11, and 1 for a crash) fail at once,
+(`errors.RETRYABLE_EXIT_CODES`: 75 disk full, 76 out of memory, 77 UV atlas stalled, 79 interrupted,
+137/143 killed) or when the machine running it died; permanent codes (2-11, and 1 for a crash) fail at once,
 since the same input fails the same way again.
 
 Batch exit code: 0 when every unit is done or already done; otherwise the code of the "worst"
