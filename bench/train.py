@@ -79,9 +79,8 @@ def main() -> None:
     overrides = dict(s.split("=", 1) for s in args.sets)
     cfg = make_config(args.preset, {"device": args.device, **overrides})
     data = load_rays(capture.train, cfg.downscale)
-    t_prior = time.time()  # opaque photos: the first fit that estimates masks counts as training
-    box, hull = starting_shape(cfg, capture.train, data)
-    prior_s = time.time() - t_prior
+    # opaque photos: the first fit that estimates masks counts as training (and in its budget)
+    box, hull, prior_s = starting_shape(cfg, capture.train, data)
     tf = build_field(cfg, box, data.alpha is not None, hull)
     dev = tf.field.log_beta.device
     held = load_rays(capture.test[::5], cfg.downscale * 2).to(dev)
@@ -97,7 +96,7 @@ def main() -> None:
             print(json.dumps(curve[-1]), flush=True)
 
     t0 = time.time()
-    train(tf, data, cfg.replace(eval_every=0), progress=progress)
+    train(tf, data, cfg.replace(eval_every=0), progress=progress, spent_s=prior_s)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     train_s = time.time() - t0 - eval_time[0] + prior_s

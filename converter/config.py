@@ -17,7 +17,7 @@ class Config:
     threads: int = 0  # CPU threads (0: every core); 1 makes repeated runs agree far more closely
     # --- training ---
     steps: int = 2000  # balanced: held-out field PSNR is flat from ~1250 (38.3-38.9 dB to 2500)
-    time_budget_s: float = 420.0  # training stops at whichever comes first
+    time_budget_s: float = 420.0  # training stops at whichever comes first (the opaque first fit counts in it)
     batch_rays: int = 4096
     lr: float = 1e-2
     lr_final_ratio: float = 0.05
@@ -38,8 +38,8 @@ class Config:
     coarse_to_fine: float = 0.4  # training fraction by which every geometry level is active
     background_coarse_to_fine: float = 0.8  # ... every background level (after the geometry: see fields/background)
     background_max_resolution: int = 2048  # finest background level (opaque photos)
-    matting_share: float = 0.25  # opaque photos: a first fit of this share of the steps estimates
-    # masks for the visual hull (train.matting); 0 = start from a sphere in the camera-layout cube
+    matting_share: float = 0.25  # opaque photos: a first fit of this share of the steps (at most 300,
+    # on a small field) estimates masks for the visual hull (train.matting); 0 = start from a sphere
     early_stop_patience: int = 4  # held-out checks without improvement before stopping (0: never)
     early_stop_min_delta: float = 0.05
     march_steps: int = 512  # sample spacing = bbox diagonal / march_steps

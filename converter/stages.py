@@ -27,7 +27,8 @@ from .train.matting import starting_shape
 from .train.trainer import TrainedField, build_field, train
 
 MIN_TRAIN_PHOTOS = 3
-Prepare = Callable[[Run, Capture], "tuple[RayData, Box, np.ndarray | None]"]
+# (rays, box, hull or None, seconds of training already spent on the way: the opaque first fit)
+Prepare = Callable[[Run, Capture], "tuple[RayData, Box, np.ndarray | None, float]"]
 
 
 def cfg_threads(cfg) -> int:
@@ -56,7 +57,7 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
         raise CaptureError(f"only {len(capture.train)} training photo(s); at least {MIN_TRAIN_PHOTOS} are needed "
                            "to place the object", path=str(capture.root),
                            hint="add photos from more sides (30-200 photos circling the object work best)")
-    data, box, hull = (prepare or _prepare)(run, capture)
+    data, box, hull, spent_s = (prepare or _prepare)(run, capture)
     release()  # the photos decoded and labelled on the way (street block 2: 509 -> 458 MiB RSS)
     masked = data.alpha is not None
     tf = build_field(cfg, box, masked, hull)
@@ -76,7 +77,8 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
         resume = {"loop": dataclasses.asdict(loop), "optimizer": optimizer, "rng": torch.get_rng_state()}
         save_field(partial, t, loop.step, resume)
 
-    train(tf, data, cfg, eval_data=eval_data, progress=progress, resume=resume, checkpoint=checkpoint)
+    train(tf, data, cfg, eval_data=eval_data, progress=progress, resume=resume, checkpoint=checkpoint,
+          spent_s=spent_s)
     save_field(path, tf, cfg.steps)
     partial.unlink(missing_ok=True)
     last = tf.history[-1] if tf.history else {}
@@ -85,13 +87,13 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
     return tf
 
 
-def _prepare(run: Run, capture: Capture) -> tuple[RayData, Box, np.ndarray | None]:
+def _prepare(run: Run, capture: Capture) -> tuple[RayData, Box, np.ndarray | None, float]:
     data = load_rays(capture.train, run.cfg.downscale)
     cfg = run.cfg
     if run.resume and (run.workdir / "field.partial.pt").exists():
         cfg = cfg.replace(matting_share=0.0)  # restore_field brings the cube and the starting shape
-    box, hull = starting_shape(cfg, capture.train, data)
-    return data, box, hull
+    box, hull, spent_s = starting_shape(cfg, capture.train, data)
+    return data, box, hull, spent_s
 
 
 def extract_stage(run: Run, capture: Capture, tf: TrainedField):

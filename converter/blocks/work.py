@@ -122,8 +122,8 @@ def train_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: 
     reconcile_settings(brun, retrain=retrain, upto=upto)
     bcap = block_capture(capture, layout, hull, k, run.workdir)
     originals = [capture.train[i] for i in layout.block(k).cameras]
-    tf = train_stage(brun, bcap, prepare=lambda r, c: block_training_data(originals, hull, block_box(layout, k),
-                                                                         r.cfg))
+    tf = train_stage(brun, bcap, prepare=lambda r, c: (*block_training_data(originals, hull, block_box(layout, k),
+                                                                          r.cfg), 0.0))
     return brun, bcap, tf
 
 

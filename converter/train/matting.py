@@ -16,6 +16,7 @@ carved only where several views see it as background; pixels wrongly called fore
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import torch
@@ -36,7 +37,11 @@ VOTES = 3  # views that must see a cell as background to carve it
 VOTE_SHARE = 0.2  # ... and this share of the views that see it
 EXTRA_LEVELS = 2  # background levels above the coarse ones used for the residual
 MIN_PART = 0.05  # hull parts smaller than this share of the largest are dropped
-MASK_SIDE = 128  # estimated masks' short side, at least (photos are rendered at a downscale to it)
+MASK_SIDE = 100  # estimated masks' short side, at least (photos are rendered at a downscale to it)
+PROBE_MAX_STEPS = 300  # the first fit's steps, at most
+PROBE_LOG2_TABLE = 16  # ... its hash table (2^16 entries) and finest level (512): a hull at
+PROBE_MAX_RESOLUTION = 512  # occupancy_res (128^3) and 100 px masks need no finer field
+PROBE_MARCH_STEPS = 256
 
 
 def estimated_masks(tf, frames: list[Frame], downscale: int, bg_levels: int) -> list[np.ndarray]:
@@ -59,13 +64,16 @@ def estimated_masks(tf, frames: list[Frame], downscale: int, bg_levels: int) -> 
     return masks
 
 
-def starting_shape(cfg: Config, frames: list[Frame], data: RayData) -> tuple[Box, np.ndarray | None]:
-    """The field's cube and its visual hull (None: start from a sphere): from the masks when the
-    photos have them, else from masks a first fit estimates (cfg.matting_share > 0)."""
+def starting_shape(cfg: Config, frames: list[Frame], data: RayData) -> tuple[Box, np.ndarray | None, float]:
+    """The field's cube, its visual hull (None: start from a sphere) and the seconds a first fit
+    took: from the masks when the photos have them, else from masks a first fit estimates
+    (cfg.matting_share > 0). Those seconds count in the training time budget (stages.train_stage)."""
     box, hull = object_box(frames, data, cfg.occupancy_res, cfg.downscale)
     if hull is None and data.alpha is None and cfg.matting_share > 0:
+        t0 = time.monotonic()
         box, hull = opaque_prior(cfg, frames, data, box)
-    return box, hull
+        return box, hull, time.monotonic() - t0
+    return box, hull, 0.0
 
 
 def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box) -> tuple[Box, np.ndarray | None]:
@@ -74,7 +82,11 @@ def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box) -> t
     from .trainer import build_field, train
 
     share = cfg.matting_share
-    probe = cfg.replace(steps=max(1, int(cfg.steps * share)), time_budget_s=cfg.time_budget_s * share, eval_every=0)
+    probe = cfg.replace(steps=max(1, min(PROBE_MAX_STEPS, int(cfg.steps * share))),
+                        time_budget_s=cfg.time_budget_s * share, eval_every=0,
+                        hash_log2_table=min(cfg.hash_log2_table, PROBE_LOG2_TABLE),
+                        hash_max_resolution=min(cfg.hash_max_resolution, PROBE_MAX_RESOLUTION),
+                        march_steps=min(cfg.march_steps, PROBE_MARCH_STEPS))
     log.info("no masks: a first fit of %d steps estimates them for the visual hull", probe.steps)
     torch.manual_seed(cfg.seed)  # the first fit's masks, and so the hull, repeat for a given seed
     tf = build_field(probe, box, False, None)

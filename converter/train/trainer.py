@@ -113,6 +113,7 @@ class LoopState:
 
     step: int = 0
     seconds: float = 0.0  # training time already spent (the time budget counts across restarts)
+    spent_before_s: float = 0.0  # spent before this fit (the opaque first fit): in the budget too
     lr_scale: float = 1.0  # lowered after a divergence
     batch_rays: int = 0  # halved after running out of memory
     rollbacks: int = 0
@@ -124,13 +125,17 @@ Checkpoint = Callable[[TrainedField, LoopState, dict], None]
 
 def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | None = None,
           progress: Progress | None = None, resume: dict | None = None,
-          checkpoint: Checkpoint | None = None) -> TrainedField:
-    """Fit the field. `resume` is a checkpoint's loop state ("loop", "optimizer", "rng")."""
+          checkpoint: Checkpoint | None = None, spent_s: float = 0.0) -> TrainedField:
+    """Fit the field. `resume` is a checkpoint's loop state ("loop", "optimizer", "rng").
+
+    `spent_s` seconds of training came before this fit (the opaque first fit): cfg.time_budget_s
+    is the whole training's, so a user's budget holds with or without masks. This fit keeps at
+    least half of it, so a slow first fit cannot starve it."""
     device = tf.field.log_beta.device
     data = data.to(device)
     eval_data = None if eval_data is None else eval_data.to(device)
     opt = _optimizer(tf, cfg.lr)
-    state = LoopState(batch_rays=cfg.batch_rays)
+    state = LoopState(batch_rays=cfg.batch_rays, spent_before_s=spent_s)
     torch.manual_seed(cfg.seed)
     if resume:
         state = LoopState(**resume["loop"])
@@ -139,9 +144,10 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
     stopper = PlateauStop(cfg.early_stop_patience, cfg.early_stop_min_delta, list(state.psnr_checks))
     good = _snapshot(tf, opt, state)  # rolled back to when the loss goes NaN
     t0, last_ckpt = time.time() - state.seconds, time.time()
+    budget_s = max(cfg.time_budget_s - state.spent_before_s, 0.5 * cfg.time_budget_s)
     while state.step < cfg.steps:
         state.seconds = time.time() - t0
-        frac = schedule_fraction(state.step, cfg.steps, state.seconds, cfg.time_budget_s)
+        frac = schedule_fraction(state.step, cfg.steps, state.seconds, budget_s)
         if frac >= 1.0:
             break
         record = _guarded_step(tf, data, cfg, opt, state, frac)

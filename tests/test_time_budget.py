@@ -1,0 +1,55 @@
+"""The training time budget is the whole training's: an opaque capture's first fit counts in it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nrconvert.config import make_config
+from nrconvert.render.rays import Box
+from nrconvert.train import trainer
+from nrconvert.train.data import RayData
+
+
+class _Clock:
+    """Advances one second per reading: the loop's time checks become a step count."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def time(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _fracs(monkeypatch, spent_s: float, resume: dict | None = None) -> tuple[list[float], dict]:
+    cfg = make_config("tiny", {"device": "cpu", "steps": 10_000, "time_budget_s": 400.0, "eval_every": 0,
+                               "checkpoint_every": 10**9, "checkpoint_every_s": 1e9})
+    tf = trainer.build_field(cfg, Box(np.zeros(3), np.ones(3)), masked=True, hull=None)
+    data = RayData(torch.zeros(8, 3), torch.ones(8, 3) / 3**0.5, torch.zeros(8, 3), torch.ones(8))
+    fracs, seen = [], {}
+
+    def step(tf_, data_, cfg_, opt, state, frac):  # the schedule's position, no real work
+        fracs.append(frac)
+        seen["state"] = state
+        return {"step": state.step}
+
+    monkeypatch.setattr(trainer, "time", _Clock())
+    monkeypatch.setattr(trainer, "_guarded_step", step)
+    trainer.train(tf, data, cfg, spent_s=spent_s, resume=resume)
+    return fracs, seen
+
+
+def test_first_fit_seconds_shorten_the_fit_and_its_schedules(monkeypatch):
+    full, _ = _fracs(monkeypatch, 0.0)
+    short, seen = _fracs(monkeypatch, 100.0)
+    assert len(short) < 0.8 * len(full), (len(short), len(full))
+    # the schedules still run their whole course, from 0 to (nearly) 1, in the shorter time
+    assert short[0] == 0.0 and full[0] == 0.0 and short[-1] == pytest.approx(full[-1], abs=0.02)
+    assert seen["state"].spent_before_s == 100.0  # kept in the loop state that checkpoints carry
+
+
+def test_a_slow_first_fit_leaves_half_the_budget(monkeypatch):
+    half, _ = _fracs(monkeypatch, 200.0)
+    starved, _ = _fracs(monkeypatch, 10_000.0)
+    assert len(starved) == len(half) > 0
