@@ -1,6 +1,8 @@
 """The training time budget is the whole training's: an opaque capture's first fit counts in it."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,21 @@ def test_a_slow_first_fit_leaves_half_the_budget(monkeypatch):
     half, _ = _fracs(monkeypatch, 200.0)
     starved, _ = _fracs(monkeypatch, 10_000.0)
     assert len(starved) == len(half) > 0
+
+
+def test_a_failed_first_fit_gives_its_time_back(monkeypatch):
+    """No hull from the estimated masks: the main fit starts from a sphere and gets the whole budget."""
+    from nrconvert.train import matting
+
+    box = Box(np.zeros(3), np.ones(3))
+    data = RayData(torch.zeros(8, 3), torch.ones(8, 3), torch.zeros(8, 3), None)
+    cfg = make_config("tiny", {"device": "cpu"})
+    monkeypatch.setattr(matting, "object_box", lambda *a: (box, None))
+    def fitted(*_):
+        time.sleep(0.01)
+        return box, np.ones((4, 4, 4), bool)
+
+    monkeypatch.setattr(matting, "opaque_prior", fitted)
+    assert matting.starting_shape(cfg, [], data)[2] >= 0.01
+    monkeypatch.setattr(matting, "opaque_prior", lambda *a: (box, None))
+    assert matting.starting_shape(cfg, [], data)[2] == 0.0
