@@ -79,8 +79,11 @@ def main() -> None:
     overrides = dict(s.split("=", 1) for s in args.sets)
     cfg = make_config(args.preset, {"device": args.device, **overrides})
     data = load_rays(capture.train, cfg.downscale)
-    # opaque photos: the first fit that estimates masks counts as training (and in its budget)
-    box, hull, prior_s = starting_shape(cfg, capture.train, data)
+    # opaque photos: the first fit that estimates masks counts as training time; `spent_s` is what
+    # the main fit's budget is charged (0 when the first fit failed and gives its time back)
+    t_prior = time.time()
+    box, hull, spent_s = starting_shape(cfg, capture.train, data)
+    prior_s = time.time() - t_prior
     tf = build_field(cfg, box, data.alpha is not None, hull)
     dev = tf.field.log_beta.device
     held = load_rays(capture.test[::5], cfg.downscale * 2).to(dev)
@@ -96,7 +99,7 @@ def main() -> None:
             print(json.dumps(curve[-1]), flush=True)
 
     t0 = time.time()
-    train(tf, data, cfg.replace(eval_every=0), progress=progress, spent_s=prior_s)
+    train(tf, data, cfg.replace(eval_every=0), progress=progress, spent_s=spent_s)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     train_s = time.time() - t0 - eval_time[0] + prior_s
