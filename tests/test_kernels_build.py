@@ -123,3 +123,21 @@ def test_cuda_source_compiles_standalone(source, tmp_path):
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "out.o").stat().st_size > 0
+
+
+def test_a_second_checkout_reuses_the_cached_build(tmp_path):
+    """Another copy of the same sources (a CI clone, a worktree) loads the cached library as it is:
+    built from the package's own folder, ninja rebuilt it (~30 s) whenever the path changed."""
+    from nrconvert.kernels import build_extension
+
+    lib = build_extension(verbose=False)
+    before = lib.stat().st_mtime_ns
+    shutil.copytree(SOURCE_DIR.parent, tmp_path / "nrconvert", ignore=shutil.ignore_patterns("__pycache__"))
+    probe = ("from nrconvert.kernels import backend, loader; import nrconvert, json; "
+             "print(json.dumps({'backend': backend('cpu'), 'lib': str(loader._state.library), "
+             "'pkg': nrconvert.__file__}))")
+    rep = _report(_run({"PYTHONPATH": str(tmp_path)}, "-c", probe))
+    assert rep["pkg"].startswith(str(tmp_path)), rep  # the copy ran, not the installed package
+    assert rep["backend"] == "cpu-ext"
+    assert rep["lib"] == str(lib)
+    assert lib.stat().st_mtime_ns == before, "the second checkout rebuilt the library"

@@ -73,3 +73,30 @@ def test_a_failed_first_fit_gives_its_time_back(monkeypatch):
     assert matting.starting_shape(cfg, [], data)[2] >= 0.01
     monkeypatch.setattr(matting, "opaque_prior", lambda *a: (box, None))
     assert matting.starting_shape(cfg, [], data)[2] == 0.0
+
+
+def test_building_the_kernels_is_not_training_time(monkeypatch):
+    """A first use builds the C++ kernels (~30 s on 2 cores): that must happen before the budget's
+    clock starts, in the first fit as in the main one. Built inside the first timed step, it once
+    ate all of a `fast` opaque first fit's 22 s, whose masks then separated nothing."""
+    from nrconvert.train import matting
+
+    plain, _ = _fracs(monkeypatch, 0.0)
+    clock = _Clock()
+    monkeypatch.setattr(trainer, "backend", lambda device: setattr(clock, "now", clock.now + 300.0))
+    monkeypatch.setattr(trainer, "time", clock)
+    slow_build = []
+    monkeypatch.setattr(trainer, "_guarded_step", lambda tf, d, c, o, state, frac: slow_build.append(frac) or {})
+    cfg = make_config("tiny", {"device": "cpu", "steps": 10_000, "time_budget_s": 400.0, "eval_every": 0,
+                               "checkpoint_every": 10**9, "checkpoint_every_s": 1e9})
+    tf = trainer.build_field(cfg, Box(np.zeros(3), np.ones(3)), masked=True, hull=None)
+    trainer.train(tf, RayData(torch.zeros(8, 3), torch.ones(8, 3) / 3**0.5, torch.zeros(8, 3), torch.ones(8)), cfg)
+    assert len(slow_build) == len(plain) > 0
+
+    box = Box(np.zeros(3), np.ones(3))
+    monkeypatch.setattr(matting, "object_box", lambda *a: (box, None))
+    monkeypatch.setattr(matting, "backend", lambda device: time.sleep(0.3))
+    monkeypatch.setattr(matting, "opaque_prior", lambda *a: (box, np.ones((4, 4, 4), bool)))
+    spent = matting.starting_shape(make_config("tiny", {"device": "cpu"}), [], RayData(
+        torch.zeros(8, 3), torch.ones(8, 3), torch.zeros(8, 3), None))[2]
+    assert spent < 0.2

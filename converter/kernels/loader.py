@@ -151,10 +151,33 @@ def _missing_tool() -> str | None:
     return None
 
 
+def _stage_sources(build_dir: Path, with_cuda: bool) -> tuple[list[Path], Path]:
+    """The sources copied once into `build_dir/src` (the key already covers their contents).
+
+    Why: ninja decides what to rebuild from the paths and times in its build file. Built from the
+    package's own folder, two checkouts or installs with the same sources (a CI clone, a worktree,
+    a second venv) share a key but not a path, so each use from the other one rebuilt everything
+    (~30 s on 2 cores) - inside the first training step, where it ate the time budget of an
+    opaque capture's first fit. From stable copies, any checkout with these sources reuses it."""
+    src = build_dir / "src"
+    files = _sources(with_cuda) + sorted((SOURCE_DIR / "include").rglob("*.h"))
+    for f in files:
+        dest = src / f.relative_to(SOURCE_DIR)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.copyfile(f, tmp)
+            tmp.replace(dest)
+    return [src / f.name for f in _sources(with_cuda)], src / "include"
+
+
 def _compile(build_dir: Path, with_cuda: bool, verbose: bool) -> Path:
     """Builds (or reuses) the library in `build_dir` and loads it into this process."""
     from torch.utils.cpp_extension import load
 
+    sources, include = _stage_sources(build_dir, with_cuda)
+    if not (build_dir / f"{EXT_NAME}.so").exists():
+        log.info("building the C++ kernels into %s (once per install; ~30 s on 2 cores)", build_dir)
     cuda_flags = list(CUDA_FLAGS)
     if with_cuda:
         cuda_flags += [f"-gencode=arch=compute_{a},code=sm_{a}" for a in _cuda_archs()]
@@ -164,9 +187,9 @@ def _compile(build_dir: Path, with_cuda: bool, verbose: bool) -> Path:
     with warnings.catch_warnings():
         if not verbose:
             warnings.simplefilter("ignore")  # torch's compiler-ABI chatter; our one warning says enough
-        path = load(name=EXT_NAME, sources=[str(s) for s in _sources(with_cuda)], extra_cflags=cflags,
+        path = load(name=EXT_NAME, sources=[str(s) for s in sources], extra_cflags=cflags,
                     extra_cuda_cflags=cuda_flags, extra_ldflags=LDFLAGS,
-                    extra_include_paths=[str(SOURCE_DIR / "include")], build_directory=str(build_dir),
+                    extra_include_paths=[str(include)], build_directory=str(build_dir),
                     verbose=verbose, with_cuda=with_cuda, is_python_module=False)
     return Path(path)
 

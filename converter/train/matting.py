@@ -25,6 +25,7 @@ from scipy.ndimage import gaussian_filter
 from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..config import Config
+from ..kernels import backend
 from ..render.rays import Box, frame_rays
 from ..render.volume import render_chunked
 from .data import RayData, cube, hull_box, object_box, visual_hull
@@ -71,6 +72,9 @@ def starting_shape(cfg: Config, frames: list[Frame], data: RayData) -> tuple[Box
     unless the first fit failed."""
     box, hull = object_box(frames, data, cfg.occupancy_res, cfg.downscale)
     if hull is None and data.alpha is None and cfg.matting_share > 0:
+        from .trainer import resolve_device
+
+        backend(resolve_device(cfg.device))  # a first build of the kernels is not training time
         t0 = time.monotonic()
         box, hull = opaque_prior(cfg, frames, data, box)
         # a first fit whose masks separate nothing gives its time back: the main fit then starts
