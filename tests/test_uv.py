@@ -59,11 +59,17 @@ def test_atlas_that_always_stalls_fails_retryably(monkeypatch):
     assert err.value.exit_code == 77 and err.value.retryable
 
 
-def test_atlas_child_crash_reports_its_error():
-    from nrconvert.bake.atlas_proc import AtlasError, generate
+def test_a_mesh_xatlas_refuses_is_reported_at_once_and_not_retryable(monkeypatch):
+    """xatlas raising on a mesh is deterministic: one attempt, exit 5 with its message, no retry."""
+    from nrconvert.bake import atlas_proc
+    from nrconvert.errors import ExtractionError
 
     mesh = bumpy_mesh(6)
     bad = mesh.faces.copy()
     bad[0, 0] = 10**6  # an index past the vertex list: xatlas refuses the mesh
-    with pytest.raises(AtlasError, match="exited with"):
-        generate([(mesh.vertices, bad, None)], 128, 2, timeout_s=60, attempts=1)
+    runs = []
+    real_run = atlas_proc.subprocess.run
+    monkeypatch.setattr(atlas_proc.subprocess, "run", lambda *a, **k: runs.append(1) or real_run(*a, **k))
+    with pytest.raises(ExtractionError, match="refused the mesh") as err:
+        atlas_proc.generate([(mesh.vertices, bad, None)], 128, 2, timeout_s=60, attempts=2)
+    assert len(runs) == 1 and err.value.exit_code == 5 and not err.value.retryable

@@ -23,8 +23,10 @@ import time
 
 import numpy as np
 
-from ..errors import AtlasError
+from ..errors import AtlasError, ExtractionError
 from ..faults import fire
+
+REFUSED = 3  # the child's exit code when xatlas raised on the mesh: deterministic, not retried
 
 Piece = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # vertices, faces, normals (or None)
 Chart = tuple[np.ndarray, np.ndarray, np.ndarray]  # vertex map, faces, uvs (xatlas convention)
@@ -37,7 +39,8 @@ def timeout_for(n_faces: int) -> float:
 
 def generate(pieces: list[Piece], size: int, padding: int, *, timeout_s: float | None = None,
              attempts: int = 2) -> list[Chart]:
-    """Chart and pack `pieces` as one atlas in a child process; retry once on a stall or crash."""
+    """Chart and pack `pieces` as one atlas in a child process; retry once on a stall or a native
+    crash (a signal: racy, like the stall), never when xatlas raised on the mesh (it would again)."""
     payload = _pack(pieces, size, padding)
     limit = timeout_s if timeout_s is not None else timeout_for(sum(len(f) for _, f, _ in pieces))
     why = ""
@@ -50,7 +53,11 @@ def generate(pieces: list[Piece], size: int, padding: int, *, timeout_s: float |
             continue
         if done.returncode == 0:
             return _unpack_charts(done.stdout, len(pieces))
-        why = f"exited with {done.returncode}: {done.stderr.decode(errors='replace').strip()[-500:]}"
+        err = done.stderr.decode(errors="replace").strip()[-500:]
+        if done.returncode == REFUSED:
+            raise ExtractionError(f"the UV atlas (xatlas) refused the mesh: {err}",
+                                  hint="this is a bug in the extracted mesh: please report it with the log")
+        why = f"exited with {done.returncode}: {err}"
     raise AtlasError(f"the UV atlas (xatlas) {why}, {attempts} times",
                      hint="re-run with --resume; if it keeps failing, please report it with the log")
 
@@ -104,7 +111,12 @@ def _main() -> None:
     attempt = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     if fire("xatlas_hang", attempt):  # tests: this attempt stalls as the lost wake-up would
         time.sleep(3600)
-    result = _chart(sys.stdin.buffer.read())
+    try:
+        result = _chart(sys.stdin.buffer.read())
+    except Exception as exc:  # noqa: BLE001 - any Python-level refusal: tell the parent not to retry
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        sys.stderr.flush()
+        os._exit(REFUSED)
     sys.stdout.buffer.write(result)
     sys.stdout.buffer.flush()
     os._exit(0)  # never run xatlas's destructor (see the module docstring)
