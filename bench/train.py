@@ -82,9 +82,9 @@ def main() -> None:
     # opaque photos: the first fit that estimates masks counts as training time; `spent_s` is what
     # the main fit's budget is charged (0 when the first fit failed and gives its time back)
     t_prior = time.time()
-    box, hull, spent_s = starting_shape(cfg, capture.train, data)
-    prior_s = time.time() - t_prior
-    tf = build_field(cfg, box, data.alpha is not None, hull)
+    start = starting_shape(cfg, capture.train, data)
+    prior_s, spent_s, data = time.time() - t_prior, start.spent_s, start.data
+    tf = build_field(cfg, start.box, data.alpha is not None, start.hull)
     dev = tf.field.log_beta.device
     held = load_rays(capture.test[::5], cfg.downscale * 2).to(dev)
     curve: list[dict] = []

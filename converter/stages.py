@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import __version__
@@ -22,13 +21,14 @@ from .kernels import backend
 from .memory import release
 from .pipeline import STAGES, Run
 from .render.rays import Box
-from .train.data import RayData, load_rays
+from .train.data import TrainingStart, load_rays
 from .train.matting import starting_shape
 from .train.trainer import TrainedField, build_field, train
 
 MIN_TRAIN_PHOTOS = 3
-# (rays, box, hull or None, seconds of training already spent on the way: the opaque first fit)
-Prepare = Callable[[Run, Capture], "tuple[RayData, Box, np.ndarray | None, float]"]
+
+
+Prepare = Callable[[Run, Capture], TrainingStart]
 
 
 def cfg_threads(cfg) -> int:
@@ -57,10 +57,12 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
         raise CaptureError(f"only {len(capture.train)} training photo(s); at least {MIN_TRAIN_PHOTOS} are needed "
                            "to place the object", path=str(capture.root),
                            hint="add photos from more sides (30-200 photos circling the object work best)")
-    data, box, hull, spent_s = (prepare or _prepare)(run, capture)
+    start = (prepare or _prepare)(run, capture)
+    data, spent_s = start.data, start.spent_s
     release()  # the photos decoded and labelled on the way (street block 2: 509 -> 458 MiB RSS)
     masked = data.alpha is not None
-    tf = build_field(cfg, box, masked, hull)
+    tf = build_field(cfg, start.box, masked, start.hull)
+    del start  # its prior grid, now in the field
     release()  # the hull prior's distance transform: training starts from the live heap only
     resume = None
     if run.resume and partial.exists():
@@ -87,13 +89,12 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
     return tf
 
 
-def _prepare(run: Run, capture: Capture) -> tuple[RayData, Box, np.ndarray | None, float]:
+def _prepare(run: Run, capture: Capture) -> TrainingStart:
     data = load_rays(capture.train, run.cfg.downscale)
     cfg = run.cfg
     if run.resume and (run.workdir / "field.partial.pt").exists():
         cfg = cfg.replace(matting_share=0.0)  # restore_field brings the cube and the starting shape
-    box, hull, spent_s = starting_shape(cfg, capture.train, data)
-    return data, box, hull, spent_s
+    return starting_shape(cfg, capture.train, data)
 
 
 def extract_stage(run: Run, capture: Capture, tf: TrainedField):

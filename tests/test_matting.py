@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from nrconvert.capture.model import Frame
 from nrconvert.render.rays import Box, frame_rays
@@ -92,8 +94,6 @@ def test_main_part_drops_specks_and_keeps_big_parts():
 
 
 def _opaque_capture(tmp_path: Path, preset: str) -> Path:
-    import pytest
-
     pytest.importorskip("bpy", reason="synth captures need bpy")
     from .conftest import run_cli
 
@@ -126,7 +126,7 @@ def test_opaque_capture_gets_its_hull_from_estimated_masks(tmp_path):
     assert data.alpha is None
     camera_cube, hull = object_box(capture.train, data, cfg.occupancy_res)
     assert hull is None
-    box, hull = opaque_prior(cfg, capture.train, data, camera_cube)
+    box, hull, sure = opaque_prior(cfg, capture.train, data, camera_cube)
     assert hull is not None and hull.shape == (cfg.occupancy_res,) * 3
     assert (box.size < 0.85 * camera_cube.size).all(), "the cube did not shrink to the estimated hull"
     v, f = read_ply(out / "gt_mesh.ply")
@@ -136,6 +136,16 @@ def test_opaque_capture_gets_its_hull_from_estimated_masks(tmp_path):
     held = binary_dilation(hull, iterations=1)[tuple(cells.T)].mean()
     assert held > 0.98, f"the hull holds only {held:.1%} of the ground-truth surface"
     assert hull.mean() < 0.3, "the hull is not carved"
+    # the rays whose opacity training pulls to 1 lie on the object (the synth's coverage masks,
+    # grown by 2 px for the anti-aliased silhouette), and there are enough of them to matter
+    from PIL import Image
+
+    assert sure is not None and sure.dtype == torch.bool and sure.shape == (len(data.rgb),)
+    cover = np.concatenate([binary_dilation(np.asarray(Image.open(out / "masks" / "train" / Path(f.image_path).name)) > 127,
+                                            iterations=2).reshape(-1) for f in capture.train])
+    on_object = cover[sure.numpy()].mean()
+    assert on_object > 0.995, f"{1 - on_object:.1%} of the sure rays miss the object"
+    assert sure.sum() > 0.2 * cover.sum(), (int(sure.sum()), int(cover.sum()))
 
 
 def test_masks_that_separate_nothing_fall_back_to_the_sphere(caplog):
@@ -158,3 +168,26 @@ def test_masks_that_separate_nothing_fall_back_to_the_sphere(caplog):
     assert hull is not None and hull.shape == (32,) * 3
     assert (got.size < 0.8 * box.size).all() and (got.size > 1.0).all(), got.size
 
+
+
+def test_sure_rays_pull_the_opacity_up():
+    """The training loss charges rays marked sure (RayData.sure) for the opacity they miss, with
+    cfg.sure_object_weight, and nothing for unmarked ones."""
+    from nrconvert.config import make_config
+    from nrconvert.train import trainer
+    from nrconvert.train.data import RayData
+
+    cfg = make_config("tiny", {"device": "cpu", "sure_object_weight": 0.5})
+    tf = trainer.build_field(cfg, Box(np.full(3, -1.0), np.full(3, 1.0)), masked=False, hull=None)
+    n = 256
+    o = torch.tensor([0.0, 0.0, 3.0]).expand(n, 3).contiguous()
+    d = torch.nn.functional.normalize(torch.randn(n, 3) * 0.05 + torch.tensor([0.0, 0.0, -1.0]), dim=1)
+    rays = RayData(o, d, torch.rand(n, 3), None)
+    losses = {}
+    for name, sure in (("none", None), ("all", torch.ones(n, dtype=torch.bool)), ("off", torch.zeros(n, dtype=torch.bool))):
+        torch.manual_seed(0)
+        opt = torch.optim.SGD(list(tf.field.parameters()) + list(tf.background.parameters()), lr=0.0)
+        rec = trainer._step(tf, RayData(o, d, rays.rgb, None, None, sure), cfg, opt, n, 0, 0.0)
+        losses[name] = rec["loss"]
+    assert losses["off"] == pytest.approx(losses["none"], rel=1e-6)
+    assert losses["all"] > losses["none"] + 0.05  # the sphere the field starts as covers few of these rays fully

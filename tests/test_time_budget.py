@@ -67,12 +67,12 @@ def test_a_failed_first_fit_gives_its_time_back(monkeypatch):
     monkeypatch.setattr(matting, "object_box", lambda *a: (box, None))
     def fitted(*_):
         time.sleep(0.01)
-        return box, np.ones((4, 4, 4), bool)
+        return box, np.ones((4, 4, 4), bool), None
 
     monkeypatch.setattr(matting, "opaque_prior", fitted)
-    assert matting.starting_shape(cfg, [], data)[2] >= 0.01
-    monkeypatch.setattr(matting, "opaque_prior", lambda *a: (box, None))
-    assert matting.starting_shape(cfg, [], data)[2] == 0.0
+    assert matting.starting_shape(cfg, [], data).spent_s >= 0.01
+    monkeypatch.setattr(matting, "opaque_prior", lambda *a: (box, None, None))
+    assert matting.starting_shape(cfg, [], data).spent_s == 0.0
 
 
 def test_building_the_kernels_is_not_training_time(monkeypatch):
@@ -96,7 +96,7 @@ def test_building_the_kernels_is_not_training_time(monkeypatch):
     box = Box(np.zeros(3), np.ones(3))
     monkeypatch.setattr(matting, "object_box", lambda *a: (box, None))
     monkeypatch.setattr(matting, "backend", lambda device: time.sleep(0.3))
-    monkeypatch.setattr(matting, "opaque_prior", lambda *a: (box, np.ones((4, 4, 4), bool)))
+    monkeypatch.setattr(matting, "opaque_prior", lambda *a: (box, np.ones((4, 4, 4), bool), None))
     spent = matting.starting_shape(make_config("tiny", {"device": "cpu"}), [], RayData(
-        torch.zeros(8, 3), torch.ones(8, 3), torch.zeros(8, 3), None))[2]
+        torch.zeros(8, 3), torch.ones(8, 3), torch.zeros(8, 3), None)).spent_s
     assert spent < 0.2

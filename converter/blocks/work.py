@@ -115,6 +115,7 @@ def train_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: 
     checked and recorded (the train unit has no bake options; settings_record)."""
     from ..settings_record import reconcile_settings
     from ..stages import train_stage
+    from ..train.data import TrainingStart
 
     layout.block(k)  # a UsageError for an id that does not exist
     brun = block_run(run, layout, k)
@@ -122,8 +123,8 @@ def train_block(run: Run, capture: Capture, layout: Layout, hull: SceneHull, k: 
     reconcile_settings(brun, retrain=retrain, upto=upto)
     bcap = block_capture(capture, layout, hull, k, run.workdir)
     originals = [capture.train[i] for i in layout.block(k).cameras]
-    tf = train_stage(brun, bcap, prepare=lambda r, c: (*block_training_data(originals, hull, block_box(layout, k),
-                                                                          r.cfg), 0.0))
+    tf = train_stage(brun, bcap, prepare=lambda r, c: TrainingStart(
+        *block_training_data(originals, hull, block_box(layout, k), r.cfg)))
     return brun, bcap, tf
 
 

@@ -20,10 +20,24 @@ class RayData:
     rgb: torch.Tensor  # (N, 3) sRGB in [0, 1]
     alpha: torch.Tensor | None  # (N,) or None for opaque-background photos
     masks: list[np.ndarray] | None = None  # per-frame (H, W) alpha, reused by the visual hull
+    sure: torch.Tensor | None = None  # (N,) bool, opaque photos: rays surely on the object (train.matting)
 
     def to(self, device: torch.device) -> "RayData":
         alpha = None if self.alpha is None else self.alpha.to(device)
-        return RayData(self.origins.to(device), self.dirs.to(device), self.rgb.to(device), alpha, self.masks)
+        sure = None if self.sure is None else self.sure.to(device)
+        return RayData(self.origins.to(device), self.dirs.to(device), self.rgb.to(device), alpha, self.masks, sure)
+
+
+@dataclass
+class TrainingStart:
+    """What the main fit starts from: its rays, its cube, the occupancy prior (None: a sphere) and
+    the seconds of training already spent on the way (the opaque first fit), which count in the
+    time budget."""
+
+    data: RayData
+    box: Box
+    hull: np.ndarray | None
+    spent_s: float = 0.0
 
 
 def load_rays(frames: list[Frame], downscale: int = 1) -> RayData:

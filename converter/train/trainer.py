@@ -248,7 +248,8 @@ def _step(tf: TrainedField, data: RayData, cfg: Config, opt, batch_rays: int, st
     n_rays = data.origins.shape[0]
     idx = torch.randint(0, n_rays, (batch_rays,), device=data.origins.device)
     batch = {"origins": data.origins[idx], "dirs": data.dirs[idx], "rgb": data.rgb[idx],
-             "alpha": None if data.alpha is None else data.alpha[idx]}
+             "alpha": None if data.alpha is None else data.alpha[idx],
+             "sure": None if data.sure is None else data.sure[idx]}
     out = render_rays(tf.field, tf.occupancy, batch["origins"], batch["dirs"], tf.box, tf.dt, jitter=True,
                       neus=frac >= cfg.neus_from)
     pred, target = _targets(tf, batch, out)
@@ -256,6 +257,8 @@ def _step(tf: TrainedField, data: RayData, cfg: Config, opt, batch_rays: int, st
     eikonal, curvature = _regularisers(tf, cfg, frac)
     curv_w = cfg.curvature_weight * min(1.0, frac / max(cfg.coarse_to_fine, 1e-6))
     loss = rgb_loss + cfg.eikonal_weight * eikonal + curv_w * curvature
+    if batch["sure"] is not None:  # opaque photos: rays surely on the object must end on it (train.matting)
+        loss = loss + cfg.sure_object_weight * ((1.0 - out.opacity) ** 2 * batch["sure"]).mean()
     if faults.fire("nan_loss", step):
         loss = loss * float("nan")
     if not torch.isfinite(loss):
