@@ -180,8 +180,9 @@ def test_sure_rays_pull_the_opacity_up():
     cfg = make_config("tiny", {"device": "cpu", "sure_object_weight": 0.5})
     tf = trainer.build_field(cfg, Box(np.full(3, -1.0), np.full(3, 1.0)), masked=False, hull=None)
     n = 256
-    o = torch.tensor([0.0, 0.0, 3.0]).expand(n, 3).contiguous()
-    d = torch.nn.functional.normalize(torch.randn(n, 3) * 0.05 + torch.tensor([0.0, 0.0, -1.0]), dim=1)
+    # rays past the sphere the field starts as (radius 0.3 of the cube): nearly transparent
+    o = torch.tensor([0.85, 0.0, 3.0]).expand(n, 3).contiguous()
+    d = torch.nn.functional.normalize(torch.randn(n, 3) * 0.01 + torch.tensor([0.0, 0.0, -1.0]), dim=1)
     rays = RayData(o, d, torch.rand(n, 3), None)
     losses = {}
     for name, sure in (("none", None), ("all", torch.ones(n, dtype=torch.bool)), ("off", torch.zeros(n, dtype=torch.bool))):
@@ -190,4 +191,4 @@ def test_sure_rays_pull_the_opacity_up():
         rec = trainer._step(tf, RayData(o, d, rays.rgb, None, None, sure), cfg, opt, n, 0, 0.0)
         losses[name] = rec["loss"]
     assert losses["off"] == pytest.approx(losses["none"], rel=1e-6)
-    assert losses["all"] > losses["none"] + 0.05  # the sphere the field starts as covers few of these rays fully
+    assert losses["all"] > losses["none"] + 0.4  # 0.5 x (1 - opacity)^2 with opacity near 0

@@ -44,7 +44,7 @@ PROBE_MAX_STEPS = 300  # the first fit's steps, at most
 PROBE_LOG2_TABLE = 16  # ... its hash table (2^16 entries) and finest level (512): a hull at
 PROBE_MAX_RESOLUTION = 512  # occupancy_res (128^3) and 100 px masks need no finer field
 PROBE_MARCH_STEPS = 256
-SURE_ERODE = 1  # mask pixels the first fit's opaque region is eroded by
+SURE_ERODE_PX = 3  # photo pixels (at the training resolution) the first fit's opaque region is eroded by
 SURE_CELLS = 3  # hull cells a ray must cross to be surely on the object (at occupancy_res)
 
 
@@ -114,15 +114,16 @@ def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box
     box, hull = hull_from_masks(pick, masks, box, cfg.occupancy_res, ds)
     if hull is None or cfg.sure_object_weight <= 0:
         return box, hull, None
-    return box, hull, sure_object(frames, dict(zip(picked.tolist(), opaque)), hull, box, cfg.downscale)
+    erode = max(1, int(SURE_ERODE_PX * cfg.downscale / ds))  # in mask pixels, at least one
+    return box, hull, sure_object(frames, dict(zip(picked.tolist(), opaque)), hull, box, cfg.downscale, erode)
 
 
 def sure_object(frames: list[Frame], masks: dict[int, np.ndarray], hull: np.ndarray, box: Box,
-                downscale: int) -> torch.Tensor:
+                downscale: int, erode: int) -> torch.Tensor:
     """Per training ray (in load_rays' order), whether it surely meets the object: the first fit
     renders its pixel opaque (`masks`: bool, at the mask resolution, for some of the frames; the
-    region eroded by SURE_ERODE pixels) and the ray crosses the voted hull for at least SURE_CELLS
-    cells.
+    region eroded by `erode` mask pixels) and the ray crosses the voted hull for at least
+    SURE_CELLS cells.
 
     Why: without masks the background model is the cheaper explanation of any pixel, and for some
     initial weights it paints thin parts (ear tips, a chin) into the directions each photo sees
@@ -141,7 +142,7 @@ def sure_object(frames: list[Frame], masks: dict[int, np.ndarray], hull: np.ndar
     for i, mask in masks.items():
         o, d = frame_rays(frames[i], downscale)
         h, w = o.shape[:2]
-        core = binary_erosion(mask, iterations=SURE_ERODE)
+        core = binary_erosion(mask, iterations=erode)
         rows = np.minimum(((np.arange(h) + 0.5) * core.shape[0] / h).astype(int), core.shape[0] - 1)
         cols = np.minimum(((np.arange(w) + 0.5) * core.shape[1] / w).astype(int), core.shape[1] - 1)
         fg = core[np.ix_(rows, cols)].reshape(-1)
