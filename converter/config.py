@@ -40,8 +40,8 @@ class Config:
     background_max_resolution: int = 2048  # finest background level (opaque photos)
     matting_share: float = 0.25  # opaque photos: a first fit of this share of the steps (at most 300,
     # on a small field) estimates masks for the visual hull (train.matting); 0 = start from a sphere
-    sure_object_weight: float = 0.1  # opaque photos: opacity pulled to 1 on rays the first fit's masks
-    # and hull both call object (train.matting.sure_object); 0 = off
+    sure_object_weight: float = 0.1  # opaque photos: opacity pulled to 1 on rays the first fit renders
+    # opaque and that cross its voted hull (train.matting.sure_object); 0 = off
     early_stop_patience: int = 4  # held-out checks without improvement before stopping (0: never)
     early_stop_min_delta: float = 0.05
     march_steps: int = 512  # sample spacing = bbox diagonal / march_steps

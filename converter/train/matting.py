@@ -115,10 +115,10 @@ def opaque_prior(cfg: Config, frames: list[Frame], data: RayData, box: Box
     if hull is None or cfg.sure_object_weight <= 0:
         return box, hull, None
     erode = max(1, int(SURE_ERODE_PX * cfg.downscale / ds))  # in mask pixels, at least one
-    return box, hull, sure_object(frames, dict(zip(picked.tolist(), opaque)), hull, box, cfg.downscale, erode)
+    return box, hull, sure_object(frames, data, dict(zip(picked.tolist(), opaque)), hull, box, cfg.downscale, erode)
 
 
-def sure_object(frames: list[Frame], masks: dict[int, np.ndarray], hull: np.ndarray, box: Box,
+def sure_object(frames: list[Frame], data: RayData, masks: dict[int, np.ndarray], hull: np.ndarray, box: Box,
                 downscale: int, erode: int) -> torch.Tensor:
     """Per training ray (in load_rays' order), whether it surely meets the object: the first fit
     renders its pixel opaque (`masks`: bool, at the mask resolution, for some of the frames; the
@@ -134,21 +134,19 @@ def sure_object(frames: list[Frame], masks: dict[int, np.ndarray], hull: np.ndar
     estimated masks' other half, the background residual, speckles on textured background: not used.)"""
     from scipy.ndimage import binary_erosion
 
-    sizes = [(f.height // downscale) * (f.width // downscale) for f in frames]
-    sure = torch.zeros(sum(sizes), dtype=torch.bool)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    shapes = [(f.height // downscale, f.width // downscale) for f in frames]  # as load_rays stores them
+    starts = np.concatenate([[0], np.cumsum([h * w for h, w in shapes])])
+    sure = torch.zeros(len(data.origins), dtype=torch.bool)
     grid = torch.from_numpy(hull)
     cell = float(box.size.max()) / hull.shape[0]
     for i, mask in masks.items():
-        o, d = frame_rays(frames[i], downscale)
-        h, w = o.shape[:2]
+        (h, w), at = shapes[i], int(starts[i])
         core = binary_erosion(mask, iterations=erode)
         rows = np.minimum(((np.arange(h) + 0.5) * core.shape[0] / h).astype(int), core.shape[0] - 1)
         cols = np.minimum(((np.arange(w) + 0.5) * core.shape[1] / w).astype(int), core.shape[1] - 1)
-        fg = core[np.ix_(rows, cols)].reshape(-1)
-        depth = _hull_depth(torch.from_numpy(o.reshape(-1, 3)[fg]), torch.from_numpy(d.reshape(-1, 3)[fg]), grid, box, cell)
-        on = np.flatnonzero(fg)[depth >= SURE_CELLS * cell]
-        sure[starts[i] + torch.from_numpy(on)] = True
+        fg = torch.from_numpy(np.flatnonzero(core[np.ix_(rows, cols)])) + at
+        depth = _hull_depth(data.origins[fg], data.dirs[fg], grid, box, cell)
+        sure[fg[torch.from_numpy(depth >= SURE_CELLS * cell)]] = True
     return sure
 
 
