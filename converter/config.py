@@ -59,6 +59,9 @@ class Config:
     lods: int = 4  # LOD0 + 3 coarser levels at ~25 / 6 / 1.5 % of its triangles
     pbr: bool = True  # estimate light + PBR material (and bake normal/ORM maps); off: captured look only
     pbr_steps: int = 1500  # material + light fit iterations
+    # light model of the material fit: "sg" (128 spherical Gaussians) or "map" (64 x 128 equirect,
+    # split sum; bake.envmap). "sg" relit both benchmark scenes better (docs/design.md)
+    pbr_light: str = "sg"
     texture_fit_iterations: int = 4  # least-squares fit to the training photos (0: field colour only)
     neural: bool = True  # distil the view-dependent captured look (NRC_neural_material)
     neural_steps: int = 4000  # LOD0's distillation iterations; lower LODs get a third
@@ -83,6 +86,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
+CHOICES = {"pbr_light": ("map", "sg")}
+
+
 def _parse_bool(text: str) -> bool:
     low = text.strip().lower()
     if low in ("1", "true", "yes", "on"):
@@ -104,6 +110,9 @@ def make_config(preset: str = "balanced", overrides: dict | None = None) -> Conf
         if isinstance(value, str):
             value = {"int": int, "float": float, "str": str, "bool": _parse_bool}[types[key]](value)
         cfg = cfg.replace(**{key: value})
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
     return cfg
 
 

@@ -18,6 +18,7 @@ from ..mesh import Mesh
 from .ao import bake_ao_chain
 from .asset import EnvLight, Lod, MaterialMaps
 from .envlight import sh9, to_equirect
+from .envmap import EnvMapLight, envmap_equirect
 from .lod import DEFAULT_RATIOS, lod_chain, lod_texture_sizes, screen_coverages
 from .normalmap import bake_normal_map, ensure_frame
 from .pbr import PbrFit, bake_material_maps, fit_pbr, gather_samples
@@ -65,7 +66,7 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
                                   "did not learn the object", hint="check the poses and masks; train longer "
                                   "(--preset balanced); for scenes walked along use --blocks auto")
         fit = fit_pbr(samples, surface_box(lod0)[0], surface_box(lod0)[1], steps=cfg.pbr_steps,
-                      seed=cfg.seed, progress=lambda d, t: say("material + light", d, t))
+                      seed=cfg.seed, light_model=cfg.pbr_light, progress=lambda d, t: say("material + light", d, t))
     lods = []
     for k, (m, size) in enumerate(zip(uv_meshes, sizes)):
         say(f"maps LOD{k}", k, len(uv_meshes))
@@ -77,7 +78,7 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
         lods.append(Lod(m, maps, coverage[k]))
     light = None
     if fit is not None:
-        env = to_equirect(fit.light, 64)
+        env = envmap_equirect(fit.light, 64) if isinstance(fit.light, EnvMapLight) else to_equirect(fit.light, 64)
         light = EnvLight(env, sh9(env).astype(np.float32))
     return BakeResult(lods, light, fit.history if fit else [])
 

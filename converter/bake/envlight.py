@@ -43,6 +43,14 @@ class SGLight(nn.Module):
     def params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.axes, self.log_sharpness.exp(), self.log_amplitude.exp()
 
+    def whiteness(self) -> torch.Tensor:
+        """Mean squared chromatic deviation of the lobes, relative to their brightness."""
+        amp = self.log_amplitude.exp()
+        return ((amp - amp.mean(-1, keepdim=True)) ** 2).sum(-1).div(amp.mean(-1) ** 2 + 1e-8).mean()
+
+    def smoothness(self) -> torch.Tensor:
+        return torch.zeros(())
+
     def radiance(self, d: torch.Tensor) -> torch.Tensor:
         """L(d) for unit directions (N, 3) -> (N, 3)."""
         axes, sharp, amp = self.params()

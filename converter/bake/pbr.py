@@ -31,6 +31,7 @@ from ..fields.layers import mlp
 from ..mesh import Mesh
 from ..render.raster import photo_object_pixels, rasterize_view
 from .envlight import SGLight, fibonacci_sphere
+from .envmap import EnvMapLight
 from .surface import Surface, project
 from .texture import interpolate
 from .visibility import visibility
@@ -57,12 +58,17 @@ class PbrWeights:
     albedo_smooth: float = 0.005
     roughness_smooth: float = 0.01
     metallic_binary: float = 0.01
+    light_smooth: float = 0.002  # neighbouring texels of a map light (bake.envmap), log space
     jitter: float = 0.01  # neighbour distance of the smoothness terms, in box units
     # Share of the steps with roughness held at 0.5 and no metal. Why: a blurry light with a glossy
     # material and a sharp light with a rough one make the same highlights; the roughness moves
     # faster than the light's lobes sharpen, so left free from the start every surface came out
     # glossy (0.18 everywhere on a 0.6-rough object) and highlights too hot under a new light.
     light_first: float = 0.4
+    # Share of the steps after which metallic is pushed to 0 or 1. Why late: from the start the
+    # push wins against the photos' weak early pull (metallic starts near 0) and no metal is
+    # ever found; a gold sphere came out a beige dielectric (tests/test_envmap.py).
+    binary_from: float = 0.7
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -126,7 +132,10 @@ class MaterialField(nn.Module):
         return albedo, roughness, torch.sigmoid(h[:, 4])
 
 
-def shade(light: SGLight, albedo, roughness, metallic, n, v, ao, vis=None) -> torch.Tensor:
+Light = SGLight | EnvMapLight
+
+
+def shade(light: Light, albedo, roughness, metallic, n, v, ao, vis=None) -> torch.Tensor:
     """Linear radiance towards v: Lambert + GGX under the SG environment, with each lobe's
     visibility (shadows) when given, else times the ambient occlusion."""
     diffuse = albedo * (1 - metallic)[:, None] / math.pi * light.irradiance(n, vis)
@@ -137,7 +146,7 @@ def shade(light: SGLight, albedo, roughness, metallic, n, v, ao, vis=None) -> to
 
 @dataclass
 class PbrFit:
-    light: SGLight
+    light: Light
     material: MaterialField
     lo: np.ndarray  # box corner: unit = (x - lo) / scale
     scale: float
@@ -156,14 +165,16 @@ class PbrFit:
 
 
 def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 1500, batch: int = 1 << 13,
-            lr: float = 0.01, weights: PbrWeights = PbrWeights(), seed: int = 0,
+            lr: float = 0.01, weights: PbrWeights = PbrWeights(), seed: int = 0, light_model: str = "sg",
             progress: Callable[[int, int], None] | None = None) -> PbrFit:
     """Jointly fit the SG light and the material field to the photos (MSE in sRGB, as PSNR counts)."""
     torch.manual_seed(seed)
     mean_rgb = float(samples.rgb.mean())
     # start: grey albedo 0.5 under a uniform light that reproduces the photos' mean brightness
     lobes = samples.vis.shape[1] if samples.vis is not None else LOBES
-    light = SGLight(lobes, radiance=max(mean_rgb / 0.5 / max(float(samples.ao.mean()), 0.3), 1e-3), sharpness=16.0)
+    radiance = max(mean_rgb / 0.5 / max(float(samples.ao.mean()), 0.3), 1e-3)
+    light = (EnvMapLight(radiance=radiance, lobes=lobes) if light_model == "map"
+             else SGLight(lobes, radiance=radiance, sharpness=16.0))
     fit = PbrFit(light, MaterialField(), np.asarray(lo, np.float32), float(scale))
     data = {k: torch.from_numpy(getattr(samples, k)) for k in ("points", "normals", "view", "rgb", "ao")}
     if samples.vis is not None:
@@ -178,7 +189,8 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
         for g in opt.param_groups:
             g["lr"] = lr * 0.1 ** (step / steps)
         idx = torch.randint(0, n, (min(batch, n),))
-        loss, record = _loss(fit, data, target_srgb, idx, weights, light_first=step < weights.light_first * steps)
+        loss, record = _loss(fit, data, target_srgb, idx, weights, light_first=step < weights.light_first * steps,
+                             binary=step >= weights.binary_from * steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -190,7 +202,7 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
 
 
 def _loss(fit: PbrFit, data: dict, target_srgb: torch.Tensor, idx: torch.Tensor, w: PbrWeights,
-          light_first: bool = False):
+          light_first: bool = False, binary: bool = True):
     x = data["unit"][idx]
     albedo, rough, metal = fit.material(x)
     if light_first:  # a fixed, mid roughness: highlights must first be explained by the light's shape
@@ -203,13 +215,13 @@ def _loss(fit: PbrFit, data: dict, target_srgb: torch.Tensor, idx: torch.Tensor,
     q = max(1, len(x) // 4)
     xn = (x[:q] + torch.randn_like(x[:q]) * w.jitter).clamp(0, 1)
     a2, r2, _ = fit.material(xn)
-    amp = fit.light.log_amplitude.exp()
-    white = ((amp - amp.mean(-1, keepdim=True)) ** 2).sum(-1).div(amp.mean(-1) ** 2 + 1e-8).mean()
+    white = fit.light.whiteness()
     # log-albedo differences: a prior on plain differences would pay the fit to darken the albedo
     # and brighten the light (the product, all the photos constrain, unchanged)
     log_diff = (albedo[:q].clamp(min=1e-3).log() - a2.clamp(min=1e-3).log()).abs().mean()
     priors = (w.albedo_smooth * log_diff + w.roughness_smooth * (rough[:q] - r2).abs().mean()
-              + w.metallic_binary * (metal * (1 - metal)).mean() + w.light_white * white)
+              + binary * w.metallic_binary * (metal * (1 - metal)).mean() + w.light_white * white
+              + w.light_smooth * fit.light.smoothness())
     psnr = -10 * math.log10(max(float(rgb.detach()), 1e-10))
     return rgb + priors, {"psnr": round(psnr, 2), "loss": float((rgb + priors).detach())}
 
