@@ -167,7 +167,8 @@ class PbrFit:
 def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 1500, batch: int = 1 << 13,
             lr: float = 0.01, weights: PbrWeights = PbrWeights(), seed: int = 0, light_model: str = "sg",
             progress: Callable[[int, int], None] | None = None) -> PbrFit:
-    """Jointly fit the SG light and the material field to the photos (MSE in sRGB, as PSNR counts)."""
+    """Jointly fit the light (`light_model`: "sg" or "map") and the material field to the photos
+    (MSE in sRGB, as PSNR counts)."""
     torch.manual_seed(seed)
     mean_rgb = float(samples.rgb.mean())
     # start: grey albedo 0.5 under a uniform light that reproduces the photos' mean brightness
