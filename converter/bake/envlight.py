@@ -138,10 +138,14 @@ def sh_basis(d: np.ndarray) -> np.ndarray:
                      1.092548 * x * z, 0.546274 * (x * x - y * y)], -1)
 
 
+def solid_angles(height: int) -> np.ndarray:
+    """(H * 2H,) solid angle of each equirect texel (layout: bake.asset.EnvLight)."""
+    theta = math.pi * (0.5 - (np.arange(height) + 0.5) / height)
+    return np.repeat(np.cos(theta) * (math.pi / height) * (math.pi / height), 2 * height)
+
+
 def sh9(equirect: np.ndarray) -> np.ndarray:
     """Project an equirect radiance map (layout: bake.asset.EnvLight) onto SH l <= 2: (9, 3)."""
     h, w = equirect.shape[:2]
     d = equirect_directions(h).reshape(-1, 3)
-    theta = math.pi * (0.5 - (np.arange(h) + 0.5) / h)
-    d_omega = np.repeat(np.cos(theta) * (math.pi / h) * (2 * math.pi / w), w)
-    return (sh_basis(d) * d_omega[:, None]).T @ equirect.reshape(-1, 3).astype(np.float64)
+    return (sh_basis(d) * solid_angles(h)[:, None]).T @ equirect.reshape(-1, 3).astype(np.float64)

@@ -30,16 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .envlight import equirect_directions, fibonacci_sphere
+from .envlight import equirect_directions, fibonacci_sphere, solid_angles
 
 LEVEL_ROUGHNESS = (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)  # prefiltered levels above the raw map
 VIS_SHARPNESS = 16.0  # softness of the visibility lookup between the fibonacci directions
-
-
-def solid_angles(height: int) -> np.ndarray:
-    """(H * 2H,) solid angle of each equirect texel."""
-    theta = math.pi * (0.5 - (np.arange(height) + 0.5) / height)
-    return np.repeat(np.cos(theta) * (math.pi / height) * (math.pi / height), 2 * height).astype(np.float32)
 
 
 def prefilter_matrix(height_in: int, height_out: int, roughness: float) -> np.ndarray:
@@ -95,7 +89,7 @@ class EnvMapLight(nn.Module):
         small = self.small = height // 4  # diffuse: a 16 x 32 map is plenty for a cosine lobe
         d_small = equirect_directions(small).reshape(-1, 3)
         self.register_buffer("d_small", torch.from_numpy(d_small))
-        self.register_buffer("omega_small", torch.from_numpy(solid_angles(small)))
+        self.register_buffer("omega_small", torch.from_numpy(solid_angles(small).astype(np.float32)))
         self.register_buffer("cell", torch.from_numpy(np.argmax(d_small @ axes.T, 1)))
         self.mid = height // 2  # the prefiltered levels read a half-size copy
         mats = [prefilter_matrix(self.mid, self.mid if r < 0.5 else small, r) for r in LEVEL_ROUGHNESS]
