@@ -4,8 +4,8 @@
         --glb RUN/scene.glb          # RUN from a `balanced` conversion of that capture
     python bench/relight.py --glb RUN/scene.glb --capture bench/.captures/materials_standard_transparent
 
-Re-bakes RUN's GLB in place (`--redo bake`, no neural stage, so resume with the same settings
-otherwise) with each part's ground-truth material on our own mesh: base colour, roughness and
+Re-bakes RUN's GLB in place (`--redo bake`, no neural stage; every other setting read back from
+RUN's work folder, so the stored field is reused and never retrained) with each part's ground-truth material on our own mesh: base colour, roughness and
 metallic of the glossy cube and the gold torus, the sphere's roughness and metallic (its albedo
 is a painted texture, kept from the fit). What is left between this and ground truth is the
 geometry's (and the sphere albedo's) share of the error. Parts are told apart by the connected
@@ -41,7 +41,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--capture", type=Path, required=True)
     ap.add_argument("--glb", type=Path, required=True)
-    ap.add_argument("--preset", default="balanced")
     args = ap.parse_args()
     from nrconvert.bake import chain, pbr
     from nrconvert.config import make_config
@@ -61,7 +60,20 @@ def main() -> None:
         return base, orm
 
     chain.bake_material_maps = truth
-    convert(Run(args.capture, args.glb, make_config(args.preset, {"neural": "false"}), resume=True, redo="bake"))
+    convert(Run(args.capture, args.glb, make_config(**stored_settings(args.glb)), resume=True, redo="bake"))
+
+
+def stored_settings(glb: Path) -> dict:
+    """make_config's arguments for the run that wrote `glb`: its recorded settings, neural off."""
+    import dataclasses
+    import json
+
+    from nrconvert.config import Config
+    from nrconvert.settings_record import RECORD
+
+    stored = json.loads((glb.with_suffix(".work") / RECORD).read_text())
+    names = {f.name for f in dataclasses.fields(Config)} - {"preset"}
+    return {"preset": stored["preset"], "overrides": {k: v for k, v in stored.items() if k in names} | {"neural": False}}
 
 
 if __name__ == "__main__":
