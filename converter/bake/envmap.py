@@ -12,7 +12,8 @@ Not the default (`pbr_light = "map"` selects it): measured, it fits the photos b
 relights worse than the SGs, on the matte suzanne and on the mixed-materials scene; how sharp
 the light and how glossy the surface is are only known together, and the map's freedom goes to
 the light (docs/design.md). It is kept for glossy captures whose geometry is good enough to
-pin the light down; its light terms took ~4x less time per step than the SGs (one measurement, busy machine).
+pin the light down; its light terms took ~4x less time per step than the SGs (one
+measurement, on a busy machine).
 
 Shadows keep working as with the SGs: each pixel's visibility of the 128 fibonacci directions
 (bake.visibility) weighs the diffuse light per direction cell, and the specular light by its
