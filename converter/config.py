@@ -34,6 +34,11 @@ class Config:
     eikonal_weight: float = 0.1
     eikonal_points: int = 2048
     curvature_weight: float = 2e-5  # measured sweep in docs/design.md: heavier smoothing costs PSNR
+    # what the colour head sees besides the point: "reflect" (the ray mirrored about the SDF normal,
+    # Ref-NeRF style: reflections no longer bend glossy surfaces; fields/reflect.py) or "view" (the
+    # ray direction: ~1.8x cheaper per step on a CPU, worse fields: docs/design.md)
+    color_input: str = "reflect"
+    normal_gradients: bool = True  # "reflect": the colour loss also shapes the surface through its normals
     coarse_levels: int = 4  # geometry hash levels active at the start (coarse-to-fine)
     coarse_to_fine: float = 0.4  # training fraction by which every geometry level is active
     background_coarse_to_fine: float = 0.8  # ... every background level (after the geometry: see fields/background)
@@ -86,7 +91,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-CHOICES = {"pbr_light": ("map", "sg")}
+CHOICES = {"pbr_light": ("map", "sg"), "color_input": ("reflect", "view")}
 
 
 def _parse_bool(text: str) -> bool:

@@ -19,6 +19,7 @@ def test_options_reach_their_settings():
     (dict(sets=["steps"]), "key=value"), (dict(sets=["nope=1"]), "nope"), (dict(sets=["steps=many"]), "many"),
     (dict(lods=0), "--lods"), (dict(texture_size=100), "power of two"), (dict(downscale=0), "--downscale"),
     (dict(preset="huge"), "huge"), (dict(sets=["pbr_light=cubemap"]), "pbr_light must be one of map, sg"),
+    (dict(sets=["color_input=normal"]), "color_input must be one of reflect, view"),
 ])
 def test_bad_options_are_usage_errors(kwargs, words):
     args = dict(preset="tiny", sets=[]) | kwargs

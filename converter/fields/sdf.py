@@ -24,14 +24,17 @@ from torch import nn
 
 from .hashgrid import HashGrid, HashGridConfig, keep_levels, level_resolutions
 from .layers import mlp, sh_encode
+from .reflect import ReflectionEncoding
 
 
 class SdfField(nn.Module):
     """sdf(x) and rgb(x, d) for x in the unit cube."""
 
     def __init__(self, grid: HashGridConfig, hidden: int = 64, geo_features: int = 15,
-                 geometry_max_resolution: int = 256, init_radius: float = 0.3, init_beta: float = 0.02):
+                 geometry_max_resolution: int = 256, init_radius: float = 0.3, init_beta: float = 0.02,
+                 reflective: bool = False, normal_gradients: bool = False):
         super().__init__()
+        self.normal_gradients = normal_gradients
         self.grid = HashGrid(grid)
         # the prior shape the net refines, as an SDF grid: the visual hull when there are masks
         self.register_buffer("base_grid", sphere_grid(32, init_radius), persistent=True)
@@ -43,7 +46,10 @@ class SdfField(nn.Module):
         with torch.no_grad():  # start as a sphere: the base term carries it, the net adds detail
             self.sdf_net[-1].weight.mul_(0.01)
             self.sdf_net[-1].bias.zero_()
-        self.color_net = mlp([geo_features + self.grid.out_dim - self.geo_dim + 16, hidden, hidden, 3])
+        # reflective: the colour head sees the view mirrored about the normal (fields.reflect)
+        self.reflection = ReflectionEncoding() if reflective else None
+        view_dim = 16 if self.reflection is None else self.reflection.out_dim
+        self.color_net = mlp([geo_features + self.grid.out_dim - self.geo_dim + view_dim, hidden, hidden, 3])
         self.log_beta = nn.Parameter(torch.tensor(math.log(init_beta)))
         self.beta_min = 1e-4
         # annealed ceiling on beta (see train.schedule.beta_ceiling); learning alone is too slow
@@ -84,8 +90,24 @@ class SdfField(nn.Module):
     def sdf_only(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf(x)[0]
 
-    def color(self, geo: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.color_net(torch.cat([geo, sh_encode(d)], dim=-1)))
+    def color(self, geo: torch.Tensor, d: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Colour of points with features `geo` seen along `d`; a reflective field needs the
+        points `x` too, for their normals."""
+        if self.reflection is None:
+            return torch.sigmoid(self.color_net(torch.cat([geo, sh_encode(d)], dim=-1)))
+        return torch.sigmoid(self.color_net(torch.cat([geo, self.reflection(d, self.normal(x))], dim=-1)))
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """Unit outward normals (N, 3) by finite differences at the finest active level's scale.
+
+        With `normal_gradients` (training only) the colour loss reaches the surface through them
+        (Ref-NeuS): a reflection that lands wrong tilts the surface. Four evaluations on a
+        tetrahedron, not six central differences: normals cost a reflective field the most.
+        """
+        eps = 1.0 / self.finest_active_resolution()
+        with torch.set_grad_enabled(self.normal_gradients and torch.is_grad_enabled()):
+            grad = tetra_gradient(self.sdf_only, x, eps)
+        return grad / grad.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
     def gradient(self, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Central-difference gradient (N, 3) and Laplacian (N,) of the SDF at x.
@@ -100,6 +122,17 @@ class SdfField(nn.Module):
         grad = (s[0:3] - s[3:6]).t() / (2 * eps)
         lap = (s[0:3] + s[3:6] - 2 * s[6:7]).sum(0) / (eps * eps)
         return grad, lap
+
+
+TETRA = torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, 1.0, 1.0]])
+
+
+def tetra_gradient(f, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Gradient (N, 3) of the scalar field f at x from its values at the corners of a regular
+    tetrahedron around each point: sum_k v_k v_k^T = 4 I, so sum_k v_k f(x + eps v_k) = 4 eps grad."""
+    v = TETRA.to(x)
+    s = f((x[None] + eps * v[:, None]).reshape(-1, 3)).view(4, -1)
+    return (v[:, None, :] * s[..., None]).sum(0) / (4.0 * eps)
 
 
 def sphere_grid(res: int, radius: float) -> torch.Tensor:

@@ -111,7 +111,7 @@ def render_rays(field, occ: OccupancyGrid, o: torch.Tensor, d: torch.Tensor, box
     s_need, geo_need = field.sdf(pts[need])
     k = keep.nonzero().squeeze(1)
     tau = tau_of(s_need[slot[k]], s_need[slot[nxt[k]]], has_next[k])
-    rgb_s = field.color(geo_need[slot[k]], d[ids[k]])
+    rgb_s = field.color(geo_need[slot[k]], d[ids[k]], pts[k])
     rgb, opacity, depth = composite(tau, rgb_s, t[k], _offsets(ids[k], rays))
     return RenderOut(rgb, opacity, depth, int(need.sum()))
 

@@ -58,7 +58,8 @@ def build_field(cfg: Config, box: Box, masked: bool, hull: np.ndarray | None) ->
     device = resolve_device(cfg.device)
     occ = OccupancyGrid(cfg.occupancy_res, None if hull is None else torch.from_numpy(hull), device)
     sdf = SdfField(grid, cfg.hidden, geometry_max_resolution=cfg.geometry_max_resolution,
-                   init_radius=cfg.sdf_init_radius)
+                   init_radius=cfg.sdf_init_radius, reflective=cfg.color_input == "reflect",
+                   normal_gradients=cfg.normal_gradients)
     sdf.beta_min = cfg.beta_min_steps * math.sqrt(3) / cfg.march_steps
     if hull is not None:
         sdf.set_base(hull_sdf(hull))
@@ -68,7 +69,9 @@ def build_field(cfg: Config, box: Box, masked: bool, hull: np.ndarray | None) ->
 
 def _optimizer(tf: TrainedField, lr: float) -> torch.optim.Optimizer:
     f = tf.field
-    params = [{"params": [f.grid.table, tf.background.grid.table], "eps": 1e-15},
+    grids = [f.grid.table, tf.background.grid.table]
+    grids += [] if f.reflection is None else list(f.reflection.parameters())
+    params = [{"params": grids, "eps": 1e-15},
               {"params": list(f.sdf_net.parameters()) + list(f.color_net.parameters())
                + list(tf.background.net.parameters()), "weight_decay": 1e-6},
               {"params": [f.log_beta]}]
