@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from nrconvert.config import make_config
@@ -118,3 +119,10 @@ def test_encoding_gradients_are_finite_at_the_poles():
     n = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [0.0, 0.0, 1.0]], requires_grad=True)
     ReflectionEncoding()(d, n).sum().backward()
     assert torch.isfinite(n.grad).all()
+
+
+def test_reflective_colour_without_points_says_so():
+    field = _sphere("reflect")
+    x = 0.5 + R * _unit(torch.randn(8, 3))
+    with pytest.raises(ValueError, match="needs the points"):
+        field.color(field.sdf(x)[1], _unit(torch.randn(8, 3)))

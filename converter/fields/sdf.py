@@ -95,6 +95,8 @@ class SdfField(nn.Module):
         points `x` too, for their normals."""
         if self.reflection is None:
             return torch.sigmoid(self.color_net(torch.cat([geo, sh_encode(d)], dim=-1)))
+        if x is None:
+            raise ValueError("a reflective field's colour needs the points x, for their normals")
         return torch.sigmoid(self.color_net(torch.cat([geo, self.reflection(d, self.normal(x))], dim=-1)))
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
