@@ -40,8 +40,18 @@ fi
 PY42="$VENV42/bin/python"
 "$PY42" -m pip install -q --upgrade pip >/dev/null
 if ! "$PY42" -c "import torch" >/dev/null 2>&1; then
-  echo "==> installing torch==2.13.0 (CPU) into $VENV42"
-  "$PY42" -m pip install -q "torch==2.13.0"
+  # torch is the largest package (~0.8 GB) and CI machines can be short of disk: hard-link the
+  # main venv's torch (the same files, no extra space) where both venvs share a filesystem.
+  SP="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  SP42="$("$PY42" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  if cp -al "$SP"/torch "$SP"/torch-*.dist-info "$SP"/torchgen "$SP"/functorch "$SP42"/ 2>/dev/null \
+      && "$PY42" -m pip show -q torch >/dev/null 2>&1; then
+    echo "==> torch hard-linked from $VENV into $VENV42"
+  else
+    rm -rf "$SP42"/torch "$SP42"/torch-*.dist-info "$SP42"/torchgen "$SP42"/functorch
+    echo "==> installing torch==2.13.0 (CPU) into $VENV42"
+    "$PY42" -m pip install -q "torch==2.13.0"
+  fi
 fi
 echo "==> installing bpy==4.2.0 and nrconvert[test] into $VENV42"
 "$PY42" -m pip install -q "bpy==4.2.0" "numpy>=1.26,<2" -e "$ROOT[test]"
