@@ -9,9 +9,10 @@ with the true material (docs/design.md). Fed the view direction *mirrored about 
 normal*, the reflections of one environment are one function of one direction for every point,
 which the head can learn once: the surface no longer has to move to explain them.
 
-The normal is the SDF's own (central differences, the step the eikonal term uses), taken without
-gradients: the hash-grid kernel has first derivatives only, and finite differences with gradients
-would cost six more field evaluations per sample. The reflected direction is encoded twice:
+The normal is the SDF's own (`SdfField.normal`: finite differences on a tetrahedron, four field
+evaluations per sample instead of central differences' six, since the hash-grid kernel has first
+derivatives only); with `normal_gradients` the colour loss reaches the surface through it
+(Ref-NeuS). The reflected direction is encoded twice:
 degree-3 harmonics for the smooth part, and a small multi-resolution equirectangular feature grid
 for what is sharper than harmonics can hold (a near-mirror cube reflects the sky's edges).
 """
