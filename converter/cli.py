@@ -160,11 +160,12 @@ def render(
     look: str = typer.Option("neural", help="neural (NRC_neural_material) | captured (unlit texture)"),
     lod: int = typer.Option(0, "--lod", help="Which LOD to render."),
     downscale: int = typer.Option(1, "--downscale", help="Render at the camera's size divided by this."),
+    samples: int = typer.Option(1, "--samples", help="Anti-alias: N x N sub-pixels per pixel (1: one sample, as the decoders are compared)."),
 ) -> None:
     """Render an asset with the reference decoders: the ground truth for every other viewer."""
     from .render.render_cli import render_to_png
 
-    print(f"Saved: {render_to_png(glb, camera, frame, output, look=look, lod=lod, downscale=downscale)}")
+    print(f"Saved: {render_to_png(glb, camera, frame, output, look=look, lod=lod, downscale=downscale, samples=samples)}")
 
 
 @app.command("build-ext")

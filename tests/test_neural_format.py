@@ -164,6 +164,17 @@ def test_render_command_writes_the_reference_render(neural_glb, tmp_path):
     assert hit.mean() > 0.05
     assert np.array_equal(img[..., 3] > 0.5, hit)
     assert np.abs(img[..., :3] - ref).max() <= 0.5 / 255 + 1e-9
+    aa_out = tmp_path / "view_aa.png"
+    run = subprocess.run([sys.executable, "-m", "nrconvert", "render", str(path), "--camera", str(cams),
+                          "-o", str(aa_out), "--samples", "3"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    aa = np.asarray(Image.open(aa_out)).astype(np.float64) / 255
+    ref_aa, cover = render_primitive(prim, to_asset_frame(f, "z"), samples=3)
+    assert np.abs(aa[..., 3] - cover).max() <= 0.5 / 255 + 1e-9
+    edge = (cover > 0) & (cover < 1)
+    assert edge.sum() > 0.2 * np.sqrt(hit.sum())  # the silhouette is partly covered
+    full = cover == 1  # straight alpha in the file: premultiplied back, it is the render
+    assert np.abs(aa[..., :3] * aa[..., 3:] - ref_aa)[full].max() <= 0.5 / 255 + 1e-9
 
 
 def test_render_command_refuses_a_truncated_glb(neural_glb, tmp_path):
@@ -192,3 +203,25 @@ def test_worked_example_of_the_spec():
     out = decode(mat, np.array([[0.25, 0.25]]), np.array([[0.0, 0.6, -0.8]]))
     assert np.allclose(out, [[0.782806, 0.281614, 0.763653]], atol=1e-6)
     assert mat.flops_per_pixel() == 16 + 25 + 2 * 2 * 17 + 2 + 2 * 3 * 2 + 3 * 4
+
+
+def test_supersampled_render_covers_silhouette_pixels_in_part():
+    """A quad whose left and right edges fall at x = 10.25 and 20.75 px: with 4 x 4 sub-pixels the
+    edge columns are 3/4 covered (and 3/4 as bright over black), as in an anti-aliased photo; with
+    one sample per pixel they are all or nothing."""
+    from nrconvert.capture.model import Frame
+    from nrconvert.export.reader import LodPrimitive
+
+    x0, x1, y0, y1 = (10.25 - 16) / 100, (20.75 - 16) / 100, -0.08, 0.08  # z = -1: pixel = 100 x + 16
+    quad = np.array([[x0, y0, -1], [x1, y0, -1], [x1, y1, -1], [x0, y1, -1]], np.float32)
+    prim = LodPrimitive("quad", quad, np.zeros((4, 2), np.float32), np.array([[0, 1, 2], [0, 2, 3]]), 0,
+                        np.full((2, 2, 3), 255, np.uint8), None)
+    cam = Frame(None, np.eye(4), 100.0, 100.0, 16.0, 16.0, 32, 32)
+    one, hit = render_primitive(prim, cam, "captured")
+    aa, cover = render_primitive(prim, cam, "captured", samples=4)
+    rows = slice(8, 24)
+    assert hit.dtype == bool and hit[rows, 10].all() and hit[rows, 20].all() and not hit[rows, 21].any()
+    assert np.allclose(cover[rows, 10], 0.75) and np.allclose(cover[rows, 20], 0.75)
+    assert np.allclose(cover[rows, 11:20], 1.0) and cover[:, 21:].max() == 0 and cover[:8].max() == 0
+    assert np.allclose(aa[rows, 10], 0.75) and np.allclose(aa[rows, 15], 1.0) and np.allclose(one[rows, 10], 1.0)
+    assert abs(cover.sum() - 10.5 * 16) < 1e-3  # the quad's exact area in pixels

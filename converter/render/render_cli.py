@@ -15,11 +15,13 @@ from .asset_view import LOOKS, render_primitive, to_asset_frame
 
 
 def render_to_png(glb: Path, camera: Path, frame: int, output: Path, *, look: str = "neural",
-                  lod: int = 0, downscale: int = 1) -> Path:
+                  lod: int = 0, downscale: int = 1, samples: int = 1) -> Path:
     if look not in LOOKS:
         raise UsageError(f"--look must be one of {', '.join(LOOKS)}, got {look!r}")
     if downscale < 1:
         raise UsageError(f"--downscale must be >= 1, got {downscale}")
+    if not 1 <= samples <= 16:
+        raise UsageError(f"--samples must be 1..16 (sub-pixels per side), got {samples}")
     if not Path(glb).is_file():
         raise AssetError("no such file", path=str(glb))
     try:
@@ -36,8 +38,10 @@ def render_to_png(glb: Path, camera: Path, frame: int, output: Path, *, look: st
     if not 0 <= frame < len(frames):
         raise UsageError(f"--frame {frame}: {camera} has cameras 0..{len(frames) - 1}")
     up = str(((doc.doc.get("asset") or {}).get("extras") or {}).get("nrconvert", {}).get("up_axis", "z"))
-    img, hit = render_primitive(prim, to_asset_frame(frames[frame], up), look, downscale)
-    rgba = np.concatenate([img, hit[..., None].astype(np.float32)], -1)
+    img, cover = render_primitive(prim, to_asset_frame(frames[frame], up), look, downscale, samples)
+    cover = cover.astype(np.float32)
+    straight = img / np.maximum(cover, 1e-6)[..., None]  # PNG alpha is straight, the render premultiplied
+    rgba = np.concatenate([straight, cover[..., None]], -1)
     buf = io.BytesIO()
     Image.fromarray((np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8), "RGBA").save(buf, format="PNG")
     atomic_write(Path(output), buf.getvalue(), what="the rendered image")
