@@ -8,8 +8,8 @@ must never load in the pytest process that holds bpy.
 CAMERAS_JSON is a list of {"c2w": 4x4 (capture frame, OpenGL convention), "fx", "fy", "cx", "cy",
 "width", "height", "up_axis"}. For LOD k and camera i the .npz holds `img{k}_{i}` (H, W, 3) sRGB
 and `hit{k}_{i}` (H, W) from `render_primitive(prim, to_asset_frame(frame, up_axis), "neural")`,
-plus the covered pixels' `uv{k}_{i}` (N, 2) and `dirs{k}_{i}` (N, 3, camera -> surface in the
-glTF node frame), so the test can decode the same pixels under wrong view conventions and show
+plus the covered pixels' `uv{k}_{i}` (N, 2), `dirs{k}_{i}` (N, 3, camera -> surface in the
+glTF node frame) and `normals{k}_{i}` (N, 3, interpolated NORMAL), so the test can decode the same pixels under wrong view conventions and show
 that its bar tells them apart.
 """
 from __future__ import annotations
@@ -42,9 +42,11 @@ def main(glb: str, cameras_json: str, out: str) -> None:
         tri, bary = prim.faces[frags.tri[covered]], frags.bary[covered][..., None]
         uv = (prim.uvs[tri] * bary).sum(1)
         dirs = (prim.positions[tri] * bary).sum(1) - frame.c2w[:3, 3]
+        normals = (prim.normals[tri] * bary).sum(1)
         assert np.array_equal(covered, hit)
-        assert np.abs(decode(prim.neural, uv, dirs) - img[hit]).max() < 1e-6
-        arrays.update({f"img{k}_{i}": img, f"hit{k}_{i}": hit, f"uv{k}_{i}": uv, f"dirs{k}_{i}": dirs})
+        assert np.abs(decode(prim.neural, uv, dirs, normals) - img[hit]).max() < 1e-6
+        arrays.update({f"img{k}_{i}": img, f"hit{k}_{i}": hit, f"uv{k}_{i}": uv, f"dirs{k}_{i}": dirs,
+                       f"normals{k}_{i}": normals})
     np.savez(out, **arrays)
 
 

@@ -9,7 +9,8 @@ change). Each render is compared with `render_primitive(..., "neural")` (compute
 subprocess by neural_reference.py) on pixels both cover, eroded by one pixel. The same pixels
 decoded with a flipped or unconverted (Blender-axes) view direction must miss the bar, so the
 bar really checks the view convention. LOD1 carries a material on the format's other branches
-(raw encoding, odd widths, sigmoid hidden layer, clamped linear output); the add-on's own
+(raw encoding, odd widths, sigmoid hidden layer, clamped linear output), LOD2 one whose view
+direction is mirrored about the normal (sh2_reflected); the add-on's own
 importer is checked end to end on LOD0. Malformed extensions raise ValueError and leave the
 material as it was.
 """
@@ -19,6 +20,7 @@ import copy
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from itertools import product
 from pathlib import Path
 from types import SimpleNamespace
@@ -96,6 +98,7 @@ def neural_asset(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     asset = samples.make_pbr_asset()
     asset.lods[0].maps.neural = view_dependent_material()
     asset.lods[1].maps.neural = generic_material()
+    asset.lods[2].maps.neural = replace(view_dependent_material(seed=5), view_encoding="sh2_reflected")
     asset.cameras.append(look_at(samples.CENTER + [1.4, 1.8, 1.5], samples.CENTER))
     folder = tmp_path_factory.mktemp("neural_glb")
     path = folder / f"{samples.NAME}.glb"
@@ -317,6 +320,24 @@ def test_raw_encoding_odd_widths_and_clamped_output(imported, neural_asset):
     lod = show_lod(s, 1)
     s.nodes.apply_neural(lod.material, lod.ext, lod.images)
     print("PSNR dB, fraction within", EXACT, check_renders(s, neural_asset.ref, 1, "generic"))
+
+
+def test_reflected_encoding_follows_the_normal(imported, neural_asset):
+    """LOD2's material mirrors the view about the importer's normals (Geometry > Normal into object
+    space): Cycles matches the reference from every camera, and the same pixels decoded without
+    the mirror miss the bar by far, so the match is not the plain view direction's."""
+    from nrconvert.export.neural import decode
+
+    s = imported
+    lod = show_lod(s, 2)
+    s.nodes.apply_neural(lod.material, lod.ext, lod.images)
+    print("PSNR dB, fraction within", EXACT, check_renders(s, neural_asset.ref, 2, "reflected"))
+    ref, mat = neural_asset.ref, neural_asset.asset.lods[2].maps.neural
+    for i in range(len(neural_asset.asset.cameras)):
+        key = f"2_{i}"
+        img = np.clip(ref[f"img{key}"][ref[f"hit{key}"]], 0, 1)
+        plain = decode(replace(mat, view_encoding="sh2"), ref[f"uv{key}"], ref[f"dirs{key}"])
+        assert psnr(np.clip(plain, 0, 1), img) < WRONG_PSNR
 
 
 def test_wrong_view_conventions_miss_the_bar(neural_asset):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -69,10 +70,35 @@ def test_reference_decoder_matches_the_trainable_decoder():
     assert np.abs(ref - twin).max() < 1e-5
 
 
+def test_reflected_encoding_mirrors_the_view_about_the_normal():
+    """sh2_reflected decodes SH2(d - 2 (d.n) n) for unit d and n, whatever the lengths given; the
+    trainable twin, fed the mirrored directions (as bake.neural.view_samples makes them), agrees;
+    and the mirror matters: decoding the same material as plain sh2 gives other colours."""
+    dec = random_decoder(seed=3)
+    dec.encoding = "sh2_reflected"
+    mat = dec.export(np.ones((16, 16), bool))
+    assert mat.view_encoding == "sh2_reflected" and from_json(json.loads(json.dumps(mat.to_json((0, 1)))),
+                                                              mat.textures()).view_encoding == "sh2_reflected"
+    rng = np.random.default_rng(4)
+    uv = rng.uniform(0, 1, (2000, 2))
+    d, n = (rng.normal(size=(2000, 3)) for _ in range(2))
+    du, nu = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (d, n))
+    mirrored = du - 2 * (du * nu).sum(1, keepdims=True) * nu
+    ref = decode(mat, uv, d * 2.5, n * 0.3)
+    assert np.abs(ref - decode(replace(mat, view_encoding="sh2"), uv, mirrored)).max() < 1e-12
+    with torch.no_grad():
+        twin = dec(torch.from_numpy(uv).float(), torch.from_numpy(mirrored).float()).double().numpy()
+    assert np.abs(ref - twin).max() < 1e-5
+    assert np.abs(ref - decode(replace(mat, view_encoding="sh2"), uv, d)).mean() > 0.05
+    with pytest.raises(ValueError, match="normals"):
+        decode(mat, uv, d)
+
+
 def test_decoder_budget():
     mat = random_material()
     assert [layer.weights.shape for layer in mat.layers] == [(HIDDEN[0], 17), (HIDDEN[1], HIDDEN[0]), (3, HIDDEN[1])]
     assert mat.flops_per_pixel() <= 1000
+    assert replace(mat, view_encoding="sh2_reflected").flops_per_pixel() <= 1000
 
 
 def test_json_round_trip_is_exact():
@@ -203,6 +229,9 @@ def test_worked_example_of_the_spec():
     out = decode(mat, np.array([[0.25, 0.25]]), np.array([[0.0, 0.6, -0.8]]))
     assert np.allclose(out, [[0.782806, 0.281614, 0.763653]], atol=1e-6)
     assert mat.flops_per_pixel() == 16 + 25 + 2 * 2 * 17 + 2 + 2 * 3 * 2 + 3 * 4
+    mirrored = replace(mat, view_encoding="sh2_reflected")  # the example's second part
+    out = decode(mirrored, np.array([[0.25, 0.25]]), np.array([[0.0, 0.6, -0.8]]), np.array([[0.0, 0.0, 2.0]]))
+    assert np.allclose(out, [[0.782806, 0.268941, 0.757872]], atol=1e-6)
 
 
 def test_supersampled_render_covers_silhouette_pixels_in_part():

@@ -52,13 +52,13 @@ MOVE = np.array([[np.cos(_ANGLE), 0.0, np.sin(_ANGLE), 0.3], [0.0, 1.0, 0.0, -0.
 MOVE[:3, :3] *= 1.6
 
 
-def smooth_material(size: int, seed: int = 0, cycles: float = 1.5) -> NeuralMaterial:
+def smooth_material(size: int, seed: int = 0, cycles: float = 1.5, encoding: str = "sh2") -> NeuralMaterial:
     """Features that vary smoothly over the atlas (sinusoids with periods of >= size / cycles / 1.4
     texels: the GPU's 8-bit filtering and its perspective-correct interpolation, where the
     reference rasterizer interpolates linearly in screen space, barely show) but span their range;
     an MLP scaled like tests/test_neural_format.py's random decoder, its view inputs more so, so
     the colour changes strongly with position and with the view direction."""
-    dec = Decoder(size, seed=seed)
+    dec = Decoder(size, seed=seed, encoding=encoding)
     g = torch.Generator().manual_seed(seed + 1)
     v, u = torch.meshgrid((torch.arange(size) + 0.5) / size, (torch.arange(size) + 0.5) / size, indexing="ij")
     with torch.no_grad():
@@ -167,10 +167,11 @@ def _render(page, frame: Frame, transform: np.ndarray | None = None, tone_mapped
                          [page_camera(frame), None if transform is None else transform.tolist(), tone_mapped])
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sh2", "sh2_reflected"])
+def web(request, tmp_path_factory):
     """The page's renders of the good GLB (several cameras) and of one with a malformed extension,
-    each page's console warnings/errors and page errors, and the reference renders."""
+    each page's console warnings/errors and page errors, and the reference renders; once per view
+    encoding (sh2_reflected mirrors the view about the NORMAL in the shader)."""
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     if not (WEB / "node_modules" / "three" / "build" / "three.module.js").is_file():
@@ -179,7 +180,7 @@ def web(tmp_path_factory):
 
     asset = make_pbr_asset(with_light=False)
     for k, lod in enumerate(asset.lods):
-        lod.maps.neural = smooth_material(FEATURE_SIZE >> k, seed=k, cycles=CYCLES)
+        lod.maps.neural = smooth_material(FEATURE_SIZE >> k, seed=k, cycles=CYCLES, encoding=request.param)
     asset_dir = tmp_path_factory.mktemp("neural_web")
     write_glb(asset, asset_dir / "neural.glb", version="0.1.0-web-neural-test")
 
@@ -284,17 +285,20 @@ def test_threejs_matches_the_reference_decoder(web, view):
 
 def test_the_comparison_would_catch_a_wrong_decoder(web):
     """The material's look depends enough on the view and on the weight layout that decoding with
-    the SH signs flipped (d -> -d on the odd terms) or the weights read [in][out] misses the bar
-    by far; so passing above means the shader got them right."""
+    the SH signs flipped (d -> -d on the odd terms), the weights read [in][out] or (sh2_reflected)
+    the view not mirrored misses the bar by far; so passing above means the shader got them right."""
     result, _ = web["good"]
     prim, frame = web["prim"], web["frames"]["oblique"]
     first = prim.neural.layers[0]
     flipped_w = first.weights.copy()
     flipped_w[:, 9:12] *= -1  # SH degree 1: -y, z, -x
     transposed_w = first.weights.ravel().reshape(first.weights.shape[::-1]).T.copy()
-    for weights in (flipped_w, transposed_w):
-        layers = [replace(first, weights=weights), *prim.neural.layers[1:]]
-        wrong = render_primitive(replace(prim, neural=replace(prim.neural, layers=layers)), frame, "neural")
+    wrongs = [replace(prim.neural, layers=[replace(first, weights=w), *prim.neural.layers[1:]])
+              for w in (flipped_w, transposed_w)]
+    if prim.neural.view_encoding == "sh2_reflected":  # and a shader that forgot the mirror
+        wrongs.append(replace(prim.neural, view_encoding="sh2"))
+    for mat in wrongs:
+        wrong = render_primitive(replace(prim, neural=mat), frame, "neural")
         value, _, _ = _compare(result["views"]["oblique"], wrong)
         assert value < PSNR_MIN - 8, value
 

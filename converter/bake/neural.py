@@ -18,8 +18,9 @@ import torch.nn.functional as F
 
 from ..capture.images import load_frame_image
 from ..capture.model import Frame
-from ..export.neural import SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATURES, mlp_input_size
-from ..mesh import Mesh
+from ..export.neural import (SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATURES, mlp_input_size, reflect,
+                             uses_normals)
+from ..mesh import Mesh, vertex_normals
 from ..render.raster import photo_object_pixels, rasterize_view
 from ..render.volume import render_chunked
 from .texture import interpolate, pad_texture
@@ -37,15 +38,20 @@ class ViewSamples:
 
 
 def view_samples(mesh: Mesh, frame: Frame, rotation: np.ndarray, downscale: int = 1,
-                 image: tuple[np.ndarray, np.ndarray | None] | None = None) -> ViewSamples:
+                 image: tuple[np.ndarray, np.ndarray | None] | None = None, encoding: str = "sh2") -> ViewSamples:
     """Samples of one camera: its photo's object pixels the mesh covers, or those of `image`
-    (rgb, alpha) when given (a field render for a camera without a photo)."""
+    (rgb, alpha) when given (a field render for a camera without a photo). With a reflected
+    `encoding` the sample's direction is already mirrored about the normal the GLB will store."""
     frags = rasterize_view(frame, mesh.vertices, mesh.faces, downscale, cull_backfaces=True)
     rgb, alpha = image if image is not None else load_frame_image(frame, downscale)
     hit = photo_object_pixels(frags.tri, alpha)
     pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
     d = pos - frame.c2w[:3, 3]
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    if uses_normals(encoding):
+        normals = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
+        d = reflect(d, interpolate(normals, mesh.faces, frags)[hit])
+        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
     uv = interpolate(mesh.uvs, mesh.faces, frags)[hit]
     return ViewSamples(uv.astype(np.float32), (d @ rotation.T).astype(np.float32), rgb[hit].astype(np.float32))
 
@@ -123,13 +129,14 @@ def sh2_torch(d: torch.Tensor) -> torch.Tensor:
 class Decoder(torch.nn.Module):
     """The trainable twin of `export.neural.decode`: same layout, same quantisation."""
 
-    def __init__(self, size: int, hidden: tuple[int, ...] = HIDDEN, seed: int = 0) -> None:
+    def __init__(self, size: int, hidden: tuple[int, ...] = HIDDEN, seed: int = 0, encoding: str = "sh2") -> None:
         super().__init__()
+        self.encoding = encoding  # the samples' directions are already reflected when it says so
         g = torch.Generator().manual_seed(seed)
         self.features = torch.nn.Parameter(0.5 + 0.05 * torch.randn(1, N_FEATURES, size, size, generator=g))
         self.scale = torch.nn.Parameter(torch.ones(N_FEATURES))
         self.offset = torch.nn.Parameter(torch.zeros(N_FEATURES))
-        dims = (mlp_input_size("sh2"),) + tuple(hidden) + (3,)
+        dims = (mlp_input_size(encoding),) + tuple(hidden) + (3,)
         torch.manual_seed(seed)
         self.mlp = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
@@ -157,7 +164,7 @@ class Decoder(torch.nn.Module):
         layers = [Layer(m.weight.detach().numpy().astype(np.float32), m.bias.detach().numpy().astype(np.float32),
                         "relu" if i < len(self.mlp) - 1 else "sigmoid") for i, m in enumerate(self.mlp)]
         return NeuralMaterial(feats, self.scale.detach().numpy().astype(np.float32),
-                              self.offset.detach().numpy().astype(np.float32), layers, "sh2")
+                              self.offset.detach().numpy().astype(np.float32), layers, self.encoding)
 
 
 @dataclass
@@ -169,13 +176,13 @@ class Distilled:
 
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
             batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
-            progress: Callable[[int, int], None] | None = None) -> Distilled:
+            encoding: str = "sh2", progress: Callable[[int, int], None] | None = None) -> Distilled:
     """Fit features (and, unless `shared` gives a decoder whose MLP to keep, the MLP) to samples.
 
     MSE in sRGB (the photos' space, where the error we report is measured); total variation on
     the features spreads colour into texels few samples hit; cosine-decayed Adam.
     """
-    dec = Decoder(size, seed=seed)
+    dec = Decoder(size, seed=seed, encoding=shared.encoding if shared is not None else encoding)
     groups = [{"params": [dec.features], "lr": lr}]
     if shared is not None:
         dec.mlp.load_state_dict(shared.mlp.state_dict())

@@ -35,13 +35,15 @@ def distill_lods(tf, lods: list[Lod], frames: list[Frame], up_axis: str, cfg: Co
         renders.append(field_image(tf, lods[0].mesh, f, cfg.downscale))
     out, history, shared = [], [], None
     for k, lod in enumerate(lods):
-        parts = [view_samples(lod.mesh, f, rotation, cfg.downscale) for f in frames]
-        parts += [view_samples(lod.mesh, f, rotation, cfg.downscale, image=img) for f, img in zip(extra, renders)]
+        enc = cfg.neural_encoding
+        parts = [view_samples(lod.mesh, f, rotation, cfg.downscale, encoding=enc) for f in frames]
+        parts += [view_samples(lod.mesh, f, rotation, cfg.downscale, image=img, encoding=enc)
+                  for f, img in zip(extra, renders)]
         samples = concat(parts)
         coverage = float((texel_fragments(lod.mesh, 256).tri >= 0).mean())
         size = feature_size(len(samples.uv), coverage, min(MAX_FEATURE_SIZE, lod.maps.size[0]))
         steps = cfg.neural_steps if k == 0 else max(1, cfg.neural_steps // 3)
-        result = distill(samples, size, steps, shared=shared, seed=cfg.seed,
+        result = distill(samples, size, steps, shared=shared, seed=cfg.seed, encoding=enc,
                          progress=lambda d, t, k=k: say(f"neural LOD{k}", d, t))
         shared = shared or result.decoder
         out.append(result.material)

@@ -6,7 +6,8 @@ nor pygltflib, so the Blender add-on can ship it as is.
 
 Per pixel: bilinear-sample two RGBA8 feature textures at the primitive's TEXCOORD_0 (8 bytes),
 dequantise (byte / 255 * scale + offset), append the SH degree-2 encoding of the view direction
-(object space, from the camera towards the surface point), run the MLP, read sRGB.
+(object space, from the camera towards the surface point) or, with `sh2_reflected`, of that
+direction mirrored about the surface normal, run the MLP, read sRGB.
 """
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ import numpy as np
 EXTENSION = "NRC_neural_material"
 N_FEATURES = 8
 ACTIVATIONS = ("relu", "sigmoid", "linear")
-VIEW_ENCODINGS = {"sh2": 9, "raw": 3}
+VIEW_ENCODINGS = {"sh2": 9, "raw": 3, "sh2_reflected": 9}
+# sh2_reflected encodes the view direction reflected about the NORMAL: a glossy surface's colour
+# follows the mirror direction, the same function for every texel, so a tiny MLP need not learn
+# it per texel (+1.0 dB held-out on the glossy torus knot, docs/design.md)
+REFLECTED_SUFFIX = "_reflected"
 MAX_LAYER_WIDTH = 256  # bounds what a file may make a reader allocate (weights are read from JSON)
 MAX_LAYERS = 8
 
@@ -65,7 +70,8 @@ class NeuralMaterial:
         """Arithmetic per decoded pixel after texture filtering: dequantisation (2 per feature),
         view encoding, and per layer a multiply-add per weight plus its activation (sigmoid
         counted as 4: negate, exp, add, divide)."""
-        encode = {"sh2": 25, "raw": 9}[self.view_encoding]  # products/sums in sh2_encode; raw: normalise
+        # products/sums in sh2_encode; raw: normalise; reflected: + normalise n, 2 (d.n) n, subtract
+        encode = {"sh2": 25, "raw": 9, "sh2_reflected": 46}[self.view_encoding]
         total = 2 * N_FEATURES + encode
         for layer in self.layers:
             out, inp = layer.weights.shape
@@ -142,8 +148,27 @@ def sh2_encode(d: np.ndarray) -> np.ndarray:
                      SH_C2[3] * x * z, SH_C2[4] * (x * x - y * y)], -1)
 
 
-def encode_view(d: np.ndarray, encoding: str) -> np.ndarray:
-    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+def uses_normals(encoding: str) -> bool:
+    return encoding.endswith(REFLECTED_SUFFIX)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def reflect(d: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """d mirrored about the unit normal of n: d - 2 (d . n) n (GLSL's reflect). Unit d gives unit output."""
+    n = _unit(n)
+    return d - 2.0 * (d * n).sum(-1, keepdims=True) * n
+
+
+def encode_view(d: np.ndarray, encoding: str, normals: np.ndarray | None = None) -> np.ndarray:
+    d = _unit(d)
+    if uses_normals(encoding):
+        if normals is None:
+            raise ValueError(f"viewEncoding {encoding!r} needs the surface normals")
+        d = _unit(reflect(d, np.asarray(normals, np.float64)))
+        encoding = encoding[: -len(REFLECTED_SUFFIX)]
     return sh2_encode(d) if encoding == "sh2" else d
 
 
@@ -163,12 +188,14 @@ def sample_bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-def decode(mat: NeuralMaterial, uv: np.ndarray, view_dirs: np.ndarray) -> np.ndarray:
+def decode(mat: NeuralMaterial, uv: np.ndarray, view_dirs: np.ndarray, normals: np.ndarray | None = None
+           ) -> np.ndarray:
     """sRGB colour in [0, 1] (N, 3) at texture coordinates `uv` (N, 2) seen along `view_dirs`
-    (N, 3, object space, camera -> surface; need not be unit length). Float64 throughout: this is
+    (N, 3, object space, camera -> surface; need not be unit length), with the interpolated
+    NORMAL (N, 3, object space, any length) for a reflected encoding. Float64 throughout: this is
     the reference every other decoder is measured against."""
     feats = sample_bilinear(mat.features, uv) / 255.0 * mat.scale + mat.offset
-    x = np.concatenate([feats, encode_view(np.asarray(view_dirs, np.float64), mat.view_encoding)], -1)
+    x = np.concatenate([feats, encode_view(np.asarray(view_dirs, np.float64), mat.view_encoding, normals)], -1)
     for layer in mat.layers:
         x = x @ layer.weights.astype(np.float64).T + layer.bias
         x = _activate(x, layer.activation)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .neural import EXTENSION as NEURAL, NeuralMaterial, NeuralMaterialError, from_json
+from .neural import EXTENSION as NEURAL, NeuralMaterial, NeuralMaterialError, from_json, uses_normals
 
 MAX_GLB_BYTES = 2 << 30
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -46,6 +46,7 @@ class LodPrimitive:
     captured_material: int
     captured_texture: np.ndarray | None  # (H, W, 3) uint8, the unlit fallback
     neural: NeuralMaterial | None
+    normals: np.ndarray | None = None  # (V, 3) float32, NORMAL as stored (a reflected encoding needs it)
 
 
 def read_glb(path: Path) -> Glb:
@@ -164,11 +165,18 @@ def _primitive(glb: Glb, node: dict) -> LodPrimitive:
     idx = accessor(glb, prim["indices"]).astype(np.int64)
     if len(idx) % 3 or (len(idx) and (idx.min() < 0 or idx.max() >= len(pos))) or len(uv) != len(pos):
         raise GlbError(f"node {node.get('name')!r}: indices or UVs do not match its vertices")
+    normals = accessor(glb, attrs["NORMAL"]).astype(np.float32) if "NORMAL" in attrs else None
+    if normals is not None and normals.shape != pos.shape:
+        raise GlbError(f"node {node.get('name')!r}: NORMAL does not match its vertices")
     material = _captured_material(prim)
     base = (_get(glb.doc, "materials", material).get("pbrMetallicRoughness") or {}).get("baseColorTexture")
     fallback = texture_image(glb, base["index"])[..., :3] if base else None
+    neural = neural_material(glb, material)
+    if neural is not None and uses_normals(neural.view_encoding) and normals is None:
+        raise GlbError(f"node {node.get('name')!r}: {NEURAL} with viewEncoding {neural.view_encoding!r} "
+                       "needs the primitive's NORMAL")
     return LodPrimitive(str(node.get("name", "")), pos.astype(np.float32), uv.astype(np.float32),
-                        idx.reshape(-1, 3), material, fallback, neural_material(glb, material))
+                        idx.reshape(-1, 3), material, fallback, neural, normals)
 
 
 def _captured_material(prim: dict) -> int:

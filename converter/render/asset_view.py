@@ -66,7 +66,8 @@ def _shade(prim: LodPrimitive, frame: Frame, tri_ids: np.ndarray, bary: np.ndarr
         uv = (prim.uvs[tri] * b).sum(1)
         if look == "neural":
             pos = (prim.positions[tri] * b).sum(1)
-            out[a:a + chunk] = decode(prim.neural, uv, pos - frame.c2w[:3, 3])
+            normals = None if prim.normals is None else (prim.normals[tri] * b).sum(1)
+            out[a:a + chunk] = decode(prim.neural, uv, pos - frame.c2w[:3, 3], normals)
         else:
             out[a:a + chunk] = sample_bilinear(prim.captured_texture, uv) / 255.0
     return out

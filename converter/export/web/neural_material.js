@@ -14,7 +14,7 @@ import * as THREE from 'three';
 
 export const EXTENSION = 'NRC_neural_material';
 const N_FEATURES = 8;
-const ENCODING_SIZE = { sh2: 9, raw: 3 };
+const ENCODING_SIZE = { sh2: 9, raw: 3, sh2_reflected: 9 };
 const ACTIVATIONS = ['relu', 'sigmoid', 'linear'];
 const MAX_LAYERS = 8;
 const MAX_WIDTH = 256;
@@ -34,7 +34,7 @@ export function parseNeuralExtension(ext) {
     throw new Error('featureTextures must list two textures');
   }
   const encoding = ext.viewEncoding ?? 'sh2';
-  if (!(encoding in ENCODING_SIZE)) throw new Error(`viewEncoding ${JSON.stringify(encoding)} is not sh2 or raw`);
+  if (!(encoding in ENCODING_SIZE)) throw new Error(`viewEncoding ${JSON.stringify(encoding)} is not sh2, raw or sh2_reflected`);
   if ((ext.viewSpace ?? 'object') !== 'object' || (ext.output ?? 'srgb') !== 'srgb') {
     throw new Error("only viewSpace 'object' and output 'srgb' are defined");
   }
@@ -129,8 +129,10 @@ function mlpGlsl(layers, at) {
 const VERTEX = /* glsl */ `
 varying vec2 vUv;
 varying vec3 vView;
+varying vec3 vNormal;
 void main() {
   vUv = uv; // glTF TEXCOORD_0, images not flipped (flipY = false, as GLTFLoader loads them)
+  vNormal = normal; // NORMAL in the node's local frame, as the view direction (sh2_reflected)
   // The view direction in the node's local frame (spec step 4): camera -> surface point. It is
   // affine in position, so interpolating it per fragment is exact. Computed here rather than as
   // a per-object uniform so one material can serve many nodes.
@@ -145,7 +147,9 @@ void main() {
 
 function fragmentGlsl(parsed, packed) {
   const { encoding, layers } = parsed;
-  const encode = encoding === 'sh2'
+  // sh2_reflected: the view direction mirrored about the interpolated NORMAL (spec step 4)
+  const mirror = encoding === 'sh2_reflected' ? '  d = normalize(reflect(d, normalize(vNormal)));\n' : '';
+  const encode = encoding !== 'raw'
     ? `  // real SH, degrees 0..2, instant-ngp's constants and signs (spec step 5)
   vec4 x0_2 = vec4(0.28209479177387814, -0.4886025119029199 * d.y, 0.4886025119029199 * d.z,
                    -0.4886025119029199 * d.x);
@@ -165,13 +169,14 @@ uniform vec4 uW[${packed.nW}];
 uniform vec4 uB[${packed.nB}];
 varying vec2 vUv;
 varying vec3 vView;
+varying vec3 vNormal;
 void main() {
   // Bilinear, no mipmaps, clamp to edge (the textures' settings); texture() returns byte / 255 and
   // filtering commutes with the affine dequantisation (spec steps 2-3).
   vec4 x0_0 = texture(uFeatures0, vUv) * uScale[0] + uOffset[0];
   vec4 x0_1 = texture(uFeatures1, vUv) * uScale[1] + uOffset[1];
   vec3 d = normalize(vView);
-${encode}
+${mirror}${encode}
 ${mlpGlsl(layers, packed.at)}
   vec3 srgb = ${last === 'sigmoid' ? `${out}.rgb` : `clamp(${out}.rgb, 0.0, 1.0)`};
   gl_FragColor = vec4(srgb, 1.0); // sRGB as is: no tone mapping, no colour-space conversion
