@@ -37,6 +37,7 @@ BLENDER_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 # The view values the group computes from n = unit direction surface -> camera, Blender object axes
 VIEW_MONOMIALS = {"sh2": ("nx", "ny", "nz", "nx*nx", "ny*ny", "nx*ny", "ny*nz", "nx*nz"),
                   "raw": ("nx", "ny", "nz")}
+VIEW_MONOMIALS["sh2_reflected"] = VIEW_MONOMIALS["sh2"]  # n is mirrored about the normal first
 SRGB_THRESHOLD = 0.04045
 
 
@@ -67,7 +68,9 @@ def view_encoding_map(encoding: str) -> np.ndarray:
     n = rng.normal(size=(64, 3))
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     basis = _monomials(n, VIEW_MONOMIALS[encoding])
-    target = neural.encode_view(camera_to_surface_gltf(n), encoding)
+    # a reflected encoding's n is already mirrored (_view_values): what remains is the plain one
+    plain = encoding[: -len(neural.REFLECTED_SUFFIX)] if neural.uses_normals(encoding) else encoding
+    target = neural.encode_view(camera_to_surface_gltf(n), plain)
     coef, *_ = np.linalg.lstsq(basis, target, rcond=None)
     if np.abs(basis @ coef - target).max() > 1e-9:
         raise RuntimeError(f"view encoding {encoding!r} is not spanned by {VIEW_MONOMIALS[encoding]}")
@@ -191,12 +194,20 @@ class _Nodes:
 
 
 def _view_values(b: _Nodes, encoding: str) -> list:
-    """Sockets of VIEW_MONOMIALS[encoding]: n = normalize(world -> object (Incoming))."""
+    """Sockets of VIEW_MONOMIALS[encoding]: n = normalize(world -> object (Incoming)), for a
+    reflected encoding first mirrored about the object-space Normal (the importer's NORMAL):
+    the decoder's reflect(-I, N) is -reflect(I, N), and n is the negated decoder direction."""
     geometry = b.add("ShaderNodeNewGeometry", 0, 6)
     to_object = b.add("ShaderNodeVectorTransform", 1, 6, vector_type="VECTOR",
                       convert_from="WORLD", convert_to="OBJECT")
     b.tree.links.new(geometry.outputs["Incoming"], to_object.inputs[0])
-    n = b.vmath("NORMALIZE", 2, 6, to_object.outputs[0])
+    view = to_object.outputs[0]
+    if neural.uses_normals(encoding):
+        normal = b.add("ShaderNodeVectorTransform", 1, 7, vector_type="NORMAL",
+                       convert_from="WORLD", convert_to="OBJECT")
+        b.tree.links.new(geometry.outputs["Normal"], normal.inputs[0])
+        view = b.vmath("REFLECT", 2, 7, view, normal.outputs[0])
+    n = b.vmath("NORMALIZE", 2, 6, view)
     comp = dict(zip(("nx", "ny", "nz"), b.separate(n, 3, 6)))
     out = []
     for i, name in enumerate(VIEW_MONOMIALS[encoding]):
