@@ -21,7 +21,7 @@ from .kernels import backend
 from .memory import release
 from .pipeline import STAGES, Run
 from .render.rays import Box
-from .train.data import TrainingStart, load_rays
+from .train.data import TrainingStart, load_rays, restore_sure, sure_state
 from .train.matting import starting_shape
 from .train.trainer import TrainedField, build_field, train
 
@@ -69,6 +69,7 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
         state = load_field_state(partial)
         restore_field(tf, state)
         resume = state.get("resume")
+        data = restore_sure(data, resume)
     eval_data = load_rays(capture.test[:1], cfg.downscale * 2) if capture.test else None
     run.reporter.start("train", cfg.steps)
 
@@ -76,7 +77,8 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
         run.reporter.update("train", step, total, **record)
 
     def checkpoint(t, loop, optimizer):
-        resume = {"loop": dataclasses.asdict(loop), "optimizer": optimizer, "rng": torch.get_rng_state()}
+        resume = {"loop": dataclasses.asdict(loop), "optimizer": optimizer, "rng": torch.get_rng_state(),
+                  **sure_state(data.sure)}
         save_field(partial, t, loop.step, resume)
 
     train(tf, data, cfg, eval_data=eval_data, progress=progress, resume=resume, checkpoint=checkpoint,

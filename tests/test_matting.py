@@ -192,3 +192,28 @@ def test_sure_rays_pull_the_opacity_up():
         losses[name] = rec["loss"]
     assert losses["off"] == pytest.approx(losses["none"], rel=1e-6)
     assert losses["all"] > losses["none"] + 0.4  # 0.5 x (1 - opacity)^2 with opacity near 0
+
+
+def test_sure_rays_survive_a_checkpoint(tmp_path):
+    """A resumed opaque run skips the first fit that marked the sure rays: the mid-training
+    checkpoint carries them (packed bits) and the resumed data gets them back, for the same rays only."""
+    from nrconvert.checkpoint import load_field_state, save_field
+    from nrconvert.config import make_config
+    from nrconvert.train.data import RayData
+    from nrconvert.render.rays import Box
+    from nrconvert.train.data import restore_sure, sure_state
+    from nrconvert.train.trainer import build_field
+
+    n = 1001  # not a multiple of 8: the packed tail must unpack exactly
+    g = torch.Generator().manual_seed(0)
+    sure = torch.rand(n, generator=g) < 0.3
+    rays = RayData(torch.zeros(n, 3), torch.ones(n, 3), torch.rand(n, 3, generator=g), None, None, None)
+    tf = build_field(make_config("tiny", {"device": "cpu"}), Box(np.zeros(3), np.ones(3)), False, None)
+    path = tmp_path / "field.partial.pt"
+    save_field(path, tf, 10, {"step": 10, **sure_state(sure)})
+    state = load_field_state(path)["resume"]
+    back = restore_sure(rays, state)
+    assert back.sure is not None and torch.equal(back.sure, sure)
+    other = RayData(rays.origins[:-1], rays.dirs[:-1], rays.rgb[:-1], None, None, None)
+    assert restore_sure(other, state).sure is None  # other rays: the mask would be misaligned
+    assert restore_sure(rays, {"step": 10}).sure is None and sure_state(None) == {}

@@ -28,6 +28,22 @@ class RayData:
         return RayData(self.origins.to(device), self.dirs.to(device), self.rgb.to(device), alpha, self.masks, sure)
 
 
+def sure_state(sure: torch.Tensor | None) -> dict:
+    """The sure-ray mask as checkpoint entries (packed bits): a resumed run skips the opaque first
+    fit that found them, and without them its loss would lose the sure-object term."""
+    if sure is None:
+        return {}
+    return {"sure": torch.from_numpy(np.packbits(sure.numpy())), "sure_rays": len(sure)}
+
+
+def restore_sure(data: RayData, state: dict | None) -> RayData:
+    """`data` with the checkpoint's sure rays, when it has them for exactly these rays."""
+    if data.sure is not None or not state or "sure" not in state or int(state["sure_rays"]) != len(data.rgb):
+        return data
+    bits = np.unpackbits(state["sure"].numpy(), count=int(state["sure_rays"])).astype(bool)
+    return RayData(data.origins, data.dirs, data.rgb, data.alpha, data.masks, torch.from_numpy(bits))
+
+
 @dataclass
 class TrainingStart:
     """What the main fit starts from: its rays, its cube, the occupancy prior (None: a sphere) and
