@@ -127,6 +127,30 @@ def test_resume_reuses_stages(tiny_conversion, tiny_capture, tmp_path):
     assert validate_glb(out).errors == 0
 
 
+def test_equirect_light_end_to_end(tiny_conversion, tiny_capture, tmp_path):
+    """`--set pbr_light=map` (the equirect light instead of spherical Gaussians) through a real
+    re-bake of the tiny field: a valid GLB whose environment entry names the .hdr beside it, an
+    image with light in it and SH9 from that image."""
+    from nrconvert.export.hdr import read_hdr
+
+    import shutil
+
+    glb, _ = tiny_conversion
+    out = tmp_path / "map.glb"
+    work = shutil.copytree(glb.with_suffix(".work"), tmp_path / "map.work")  # the fixture's stays as it was
+    res = run_cli(str(tiny_capture), "-o", str(out), "--preset", "tiny", "--workdir", str(work),
+                  "--resume", "--redo", "bake", "--set", "pbr_light=map", "--set", "neural=false", "--progress", "json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert validate_glb(out).errors == 0
+    env = pygltflib.GLTF2().load(str(out)).asset.extras["nrconvert"]["environment"]
+    assert env["uri"] == "map.hdr" and env["projection"] == "equirectangular"
+    img = read_hdr(out.with_suffix(".hdr"))
+    assert img.shape == (env["height"], env["width"], 3) and np.isfinite(img).all()
+    assert img.max() > 0.05 and img.std() > 0.01  # a light, not a black or flat map
+    sh9 = np.asarray(env["sh9"])
+    assert sh9.shape == (9, 3) and sh9[0].min() > 0  # the DC term: positive light in every channel
+
+
 def test_missing_capture_exit_code(tmp_path):
     res = run_cli(str(tmp_path / "nope"), "-o", str(tmp_path / "x.glb"))
     assert res.returncode == 3
