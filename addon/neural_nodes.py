@@ -38,6 +38,9 @@ BLENDER_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 VIEW_MONOMIALS = {"sh2": ("nx", "ny", "nz", "nx*nx", "ny*ny", "nx*ny", "ny*nz", "nx*nz"),
                   "raw": ("nx", "ny", "nz")}
 VIEW_MONOMIALS["sh2_reflected"] = VIEW_MONOMIALS["sh2"]  # n is mirrored about the normal first
+VIEW_MONOMIALS["sh2_reflected_nv"] = VIEW_MONOMIALS["sh2"]
+# sh2_reflected_nv's values after the monomials: n.v, then the unit normal (Blender object axes)
+SHADING_VALUES = {"sh2_reflected_nv": ("ndv", "Nx", "Ny", "Nz")}
 SRGB_THRESHOLD = 0.04045
 
 
@@ -69,7 +72,7 @@ def view_encoding_map(encoding: str) -> np.ndarray:
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     basis = _monomials(n, VIEW_MONOMIALS[encoding])
     # a reflected encoding's n is already mirrored (_view_values): what remains is the plain one
-    plain = encoding[: -len(neural.REFLECTED_SUFFIX)] if neural.uses_normals(encoding) else encoding
+    plain = "sh2" if neural.uses_normals(encoding) else encoding
     target = neural.encode_view(camera_to_surface_gltf(n), plain)
     coef, *_ = np.linalg.lstsq(basis, target, rcond=None)
     if np.abs(basis @ coef - target).max() > 1e-9:
@@ -81,14 +84,19 @@ def view_encoding_map(encoding: str) -> np.ndarray:
 def folded_layers(mat: neural.NeuralMaterial) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], np.ndarray]:
     """([(W, b, activation)] acting on node values, (scale, offset) of the final sRGB).
 
-    Layer 1 reads [t_0..t_7, monomials(n)] (t = byte / 255 as the textures give it); a sigmoid
+    Layer 1 reads [t_0..t_7, monomials(n), shading values] (t = byte / 255 as the textures give
+    it; shading values: n.v and the unit normal in Blender axes, for sh2_reflected_nv); a sigmoid
     layer's node values are tanh(W x + b), the true activations 0.5 * value + 0.5."""
     coef = view_encoding_map(mat.view_encoding)
-    n_mono = coef.shape[0] - 1
-    a = np.zeros((neural.N_FEATURES + coef.shape[1], neural.N_FEATURES + n_mono))
+    n_mono, k = coef.shape[0] - 1, neural.N_FEATURES + coef.shape[1]
+    extra = len(SHADING_VALUES.get(mat.view_encoding, ()))
+    a = np.zeros((k + extra, neural.N_FEATURES + n_mono + extra))
     a[:neural.N_FEATURES, :neural.N_FEATURES] = np.diag(mat.scale.astype(np.float64))
-    a[neural.N_FEATURES:, neural.N_FEATURES:] = coef[1:].T
-    c = np.concatenate([mat.offset.astype(np.float64), coef[0]])
+    a[neural.N_FEATURES:k, neural.N_FEATURES:neural.N_FEATURES + n_mono] = coef[1:].T
+    if extra:  # n.v as is; the normal taken from Blender's axes to glTF's
+        a[k, -4] = 1.0
+        a[k + 1:, -3:] = BLENDER_TO_GLTF
+    c = np.concatenate([mat.offset.astype(np.float64), coef[0], np.zeros(extra)])
     out = []
     for layer in mat.layers:
         w = layer.weights.astype(np.float64)
@@ -103,12 +111,17 @@ def folded_layers(mat: neural.NeuralMaterial) -> tuple[list[tuple[np.ndarray, np
     return out, np.stack([np.diag(a), c])
 
 
-def decode_folded(mat: neural.NeuralMaterial, texels: np.ndarray, n: np.ndarray) -> np.ndarray:
+def decode_folded(mat: neural.NeuralMaterial, texels: np.ndarray, n: np.ndarray,
+                  shading: np.ndarray | None = None) -> np.ndarray:
     """What the node group computes, in numpy: sRGB (N, 3) from texture values t (N, 8) in
-    [0, 1] and unit n (N, 3) (surface -> camera, Blender object axes). Tests hold it against
-    neural.decode; the nodes mirror it one to one."""
+    [0, 1], unit n (N, 3) (surface -> camera, Blender object axes; mirrored for a reflected
+    encoding) and, for sh2_reflected_nv, `shading` (N, 4): n.v and the unit normal in Blender
+    object axes. Tests hold it against neural.decode; the nodes mirror it one to one."""
     layers, (gain, shift) = folded_layers(mat)
-    x = np.concatenate([texels, _monomials(n, VIEW_MONOMIALS[mat.view_encoding])[:, 1:]], -1)
+    parts = [texels, _monomials(n, VIEW_MONOMIALS[mat.view_encoding])[:, 1:]]
+    if mat.view_encoding in SHADING_VALUES:
+        parts.append(shading)
+    x = np.concatenate(parts, -1)
     for w, b, act in layers:
         x = x @ w.T + b
         x = np.maximum(x, 0) if act == "relu" else np.tanh(x) if act == "sigmoid" else x
@@ -202,10 +215,19 @@ def _view_values(b: _Nodes, encoding: str) -> list:
                       convert_from="WORLD", convert_to="OBJECT")
     b.tree.links.new(geometry.outputs["Incoming"], to_object.inputs[0])
     view = to_object.outputs[0]
+    shading = []
     if neural.uses_normals(encoding):
         normal = b.add("ShaderNodeVectorTransform", 1, 7, vector_type="NORMAL",
                        convert_from="WORLD", convert_to="OBJECT")
         b.tree.links.new(geometry.outputs["Normal"], normal.inputs[0])
+        if encoding in SHADING_VALUES:  # n.v = clamp(I . N) on unit vectors, then N itself
+            unit_n = b.vmath("NORMALIZE", 2, 8, normal.outputs[0])
+            unit_i = b.vmath("NORMALIZE", 2, 9, view)
+            dot = b.add("ShaderNodeVectorMath", 2.5, 9, operation="DOT_PRODUCT")
+            b.tree.links.new(unit_i, dot.inputs[0])
+            b.tree.links.new(unit_n, dot.inputs[1])
+            shading = [b.math("MULTIPLY", 3, 9, dot.outputs["Value"], 1.0, clamp=True)]
+            shading += b.separate(unit_n, 3, 8)
         view = b.vmath("REFLECT", 2, 7, view, normal.outputs[0])
     n = b.vmath("NORMALIZE", 2, 6, view)
     comp = dict(zip(("nx", "ny", "nz"), b.separate(n, 3, 6)))
@@ -213,7 +235,7 @@ def _view_values(b: _Nodes, encoding: str) -> list:
     for i, name in enumerate(VIEW_MONOMIALS[encoding]):
         p, _, q = name.partition("*")
         out.append(b.math("MULTIPLY", 4, 6 + i, comp[p], comp[q]) if q else comp[p])
-    return out
+    return out + shading
 
 
 def _dense(b: _Nodes, inputs: list, w: np.ndarray, bias: np.ndarray, act: str, column: float

@@ -10,7 +10,8 @@ subprocess by neural_reference.py) on pixels both cover, eroded by one pixel. Th
 decoded with a flipped or unconverted (Blender-axes) view direction must miss the bar, so the
 bar really checks the view convention. LOD1 carries a material on the format's other branches
 (raw encoding, odd widths, sigmoid hidden layer, clamped linear output), LOD2 one whose view
-direction is mirrored about the normal (sh2_reflected); the add-on's own
+direction is mirrored about the normal and which also reads n.v and the normal
+(sh2_reflected_nv; sh2_reflected is the same nodes without those, checked by arithmetic); the add-on's own
 importer is checked end to end on LOD0. Malformed extensions raise ValueError and leave the
 material as it was.
 """
@@ -20,7 +21,6 @@ import copy
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from itertools import product
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,11 +37,12 @@ EXACT, EXACT_FRACTION = 2e-3, 0.995  # float32 nodes and 16-bit PNGs vs the floa
 WRONG_PSNR = 25.0  # a wrong view convention must stay well below the bar
 
 
-def view_dependent_material(size: int = 64, seed: int = 0):
-    """17-12-12-3 material: features are low-frequency sinusoids clipped to [0, 1] (bytes 0 and
-    255 in every channel, alpha included), and the view (SH) columns of the first layer weigh
-    2.5x the feature columns, so colour varies with direction about as much as across texels."""
-    from nrconvert.export.neural import Layer, NeuralMaterial
+def view_dependent_material(size: int = 64, seed: int = 0, encoding: str = "sh2"):
+    """17-12-12-3 material (21-12-12-3 for sh2_reflected_nv): features are low-frequency
+    sinusoids clipped to [0, 1] (bytes 0 and 255 in every channel, alpha included), and the view
+    columns of the first layer weigh 2.5x the feature columns, so colour varies with direction
+    (and with n.v and the normal) about as much as across texels."""
+    from nrconvert.export.neural import VIEW_ENCODINGS, Layer, NeuralMaterial
 
     rng = np.random.default_rng(seed)
     y, x = (np.mgrid[0:size, 0:size] + 0.5) / size
@@ -50,12 +51,12 @@ def view_dependent_material(size: int = 64, seed: int = 0):
         (a, b), phase = rng.uniform(-2, 2, 2), rng.uniform(0, 2 * np.pi)
         chans.append(0.5 + 0.6 * np.sin(2 * np.pi * (a * x + b * y) + phase))
     feats = np.rint(np.clip(np.stack(chans, -1), 0, 1) * 255).astype(np.uint8)
-    dims = (17, 12, 12, 3)
-    gains = [np.r_[np.ones(8), np.full(9, 2.5)], np.full(12, 0.6), np.full(12, 0.7)]
+    dims = (8 + VIEW_ENCODINGS[encoding], 12, 12, 3)
+    gains = [np.r_[np.ones(8), np.full(dims[0] - 8, 2.5)], np.full(12, 0.6), np.full(12, 0.7)]
     layers = [Layer((rng.normal(size=(o, i)) * g / np.sqrt(3)).astype(np.float32),
                     (rng.normal(size=o) * 0.3).astype(np.float32), "relu" if k < 2 else "sigmoid")
               for k, ((i, o), g) in enumerate(zip(zip(dims[:-1], dims[1:]), gains))]
-    return NeuralMaterial(feats, np.full(8, 2.0, np.float32), np.full(8, -1.0, np.float32), layers)
+    return NeuralMaterial(feats, np.full(8, 2.0, np.float32), np.full(8, -1.0, np.float32), layers, encoding)
 
 
 def generic_material(size: int = 32, seed: int = 3):
@@ -98,7 +99,7 @@ def neural_asset(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     asset = samples.make_pbr_asset()
     asset.lods[0].maps.neural = view_dependent_material()
     asset.lods[1].maps.neural = generic_material()
-    asset.lods[2].maps.neural = replace(view_dependent_material(seed=5), view_encoding="sh2_reflected")
+    asset.lods[2].maps.neural = view_dependent_material(seed=5, encoding="sh2_reflected_nv")
     asset.cameras.append(look_at(samples.CENTER + [1.4, 1.8, 1.5], samples.CENTER))
     folder = tmp_path_factory.mktemp("neural_glb")
     path = folder / f"{samples.NAME}.glb"
@@ -323,10 +324,11 @@ def test_raw_encoding_odd_widths_and_clamped_output(imported, neural_asset):
 
 
 def test_reflected_encoding_follows_the_normal(imported, neural_asset):
-    """LOD2's material mirrors the view about the importer's normals (Geometry > Normal into object
-    space): Cycles matches the reference from every camera, and the same pixels decoded without
-    the mirror miss the bar by far, so the match is not the plain view direction's."""
-    from nrconvert.export.neural import decode
+    """LOD2's material (sh2_reflected_nv) mirrors the view about the importer's normals
+    (Geometry > Normal into object space) and reads n.v and the normal: Cycles matches the
+    reference from every camera, and the same pixels decoded with the mirror undone, or with the
+    normal reversed (the mirror is the same, n.v and n are not), miss the bar by far."""
+    from nrconvert.export.neural import decode, reflect
 
     s = imported
     lod = show_lod(s, 2)
@@ -336,8 +338,11 @@ def test_reflected_encoding_follows_the_normal(imported, neural_asset):
     for i in range(len(neural_asset.asset.cameras)):
         key = f"2_{i}"
         img = np.clip(ref[f"img{key}"][ref[f"hit{key}"]], 0, 1)
-        plain = decode(replace(mat, view_encoding="sh2"), ref[f"uv{key}"], ref[f"dirs{key}"])
-        assert psnr(np.clip(plain, 0, 1), img) < WRONG_PSNR
+        uv, dirs, normals = ref[f"uv{key}"], ref[f"dirs{key}"], ref[f"normals{key}"]
+        unmirrored = decode(mat, uv, reflect(dirs / np.linalg.norm(dirs, axis=1, keepdims=True), normals), normals)
+        reversed_normal = decode(mat, uv, dirs, -normals)
+        for wrong in (unmirrored, reversed_normal):
+            assert psnr(np.clip(wrong, 0, 1), img) < WRONG_PSNR
 
 
 def test_wrong_view_conventions_miss_the_bar(neural_asset):
@@ -391,7 +396,7 @@ def test_material_wiring_and_fallback_switch(imported):
 def test_node_arithmetic_matches_the_decoder(imported, neural_asset):
     """decode_folded (what the nodes compute, folded constants included) equals neural.decode at
     random texels and directions, for both materials: any residual in renders is Blender's."""
-    from nrconvert.export.neural import decode, sample_bilinear
+    from nrconvert.export.neural import decode, reflect, sample_bilinear
 
     rng = np.random.default_rng(5)
     uv = rng.uniform(0, 1, (5000, 2))
@@ -402,6 +407,17 @@ def test_node_arithmetic_matches_the_decoder(imported, neural_asset):
         want = np.clip(decode(mat, uv, imported.nodes.camera_to_surface_gltf(n)), 0, 1)
         got = imported.nodes.decode_folded(mat, sample_bilinear(mat.features, uv) / 255.0, n)
         assert np.abs(got - want).max() < 1e-9
+    # reflected encodings: n is the mirrored direction the nodes compute, `shading` n.v and N
+    nb = rng.normal(size=(5000, 3))
+    nb /= np.linalg.norm(nb, axis=1, keepdims=True)
+    incoming = -reflect(-n, nb)  # so that the nodes' mirrored direction is n
+    nv = neural_asset.asset.lods[2].maps.neural
+    for mat in (nv, view_dependent_material(seed=5, encoding="sh2_reflected")):
+        gltf_n = nb @ imported.nodes.BLENDER_TO_GLTF.T
+        want = np.clip(decode(mat, uv, imported.nodes.camera_to_surface_gltf(incoming), gltf_n), 0, 1)
+        shading = np.concatenate([np.clip((incoming * nb).sum(1, keepdims=True), 0, 1), nb], 1)
+        got = imported.nodes.decode_folded(mat, sample_bilinear(mat.features, uv) / 255.0, n, shading)
+        assert np.abs(got - want).max() < 1e-9, mat.view_encoding
 
 
 def _malformed(ext: dict, images: tuple, other: SimpleNamespace, rgb_image) -> dict:

@@ -71,8 +71,9 @@ class Config:
     neural: bool = True  # distil the view-dependent captured look (NRC_neural_material)
     neural_steps: int = 4000  # LOD0's distillation iterations; lower LODs get a third
     neural_field_views: int = 40  # field renders from cameras between the photos, as extra supervision
-    # the decoder's direction input: sh2_reflected (the view mirrored about NORMAL, for gloss) or sh2
-    neural_encoding: str = "sh2_reflected"
+    # the decoder's view input: sh2_reflected_nv (the view mirrored about NORMAL, for gloss, plus
+    # n.v and the normal), sh2_reflected (the mirror alone) or sh2 (docs/neural_material.md)
+    neural_encoding: str = "sh2_reflected_nv"
 
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
@@ -94,7 +95,7 @@ PRESETS: dict[str, dict] = {
 
 
 CHOICES = {"pbr_light": ("map", "sg"), "color_input": ("reflect", "view"),
-           "neural_encoding": ("sh2_reflected", "sh2")}
+           "neural_encoding": ("sh2_reflected_nv", "sh2_reflected", "sh2")}
 
 
 def _parse_bool(text: str) -> bool:

@@ -94,6 +94,42 @@ def test_reflected_encoding_mirrors_the_view_about_the_normal():
         decode(mat, uv, d)
 
 
+def test_nv_encoding_adds_incidence_and_normal():
+    """sh2_reflected_nv decodes [SH2(mirrored d), clamp(-d.n, 0, 1), n] for unit d and n; the
+    trainable twin, fed view_samples' layout (mirrored d, n.v, n), agrees; and both extras
+    matter: a reversed normal (same mirror) decodes other colours."""
+    from nrconvert.export.neural import reflect
+
+    rng = np.random.default_rng(6)
+    uv = rng.uniform(0, 1, (2000, 2))
+    d, n = (rng.normal(size=(2000, 3)) for _ in range(2))
+    du, nu = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (d, n))
+    dec = Decoder(16, seed=5, encoding="sh2_reflected_nv")
+    with torch.no_grad():
+        dec.features.uniform_(0, 1, generator=torch.Generator().manual_seed(7))
+        for layer in dec.mlp:
+            layer.weight.mul_(3.0)
+    mat = dec.export(np.ones((16, 16), bool))
+    assert mat.layers[0].weights.shape == (HIDDEN[0], 21) and mat.flops_per_pixel() <= 1000
+    assert from_json(json.loads(json.dumps(mat.to_json((0, 1)))), mat.textures()).view_encoding == "sh2_reflected_nv"
+    mirrored = reflect(du, nu)
+    ndv = np.clip(-(du * nu).sum(1, keepdims=True), 0, 1)
+    inputs = np.concatenate([mirrored, ndv, nu], 1)
+    ref = decode(mat, uv, d * 2.5, n * 0.3)
+    feats = sample_bilinear(mat.features, uv) / 255.0 * mat.scale + mat.offset
+    x = np.concatenate([feats, sh2_encode(mirrored), ndv, nu], 1)
+    for layer in mat.layers:
+        x = x @ layer.weights.astype(np.float64).T + layer.bias
+        x = np.maximum(x, 0) if layer.activation == "relu" else 1 / (1 + np.exp(-x))
+    assert ref.std() > 0.05 and np.abs(ref - x).max() < 1e-12
+    with torch.no_grad():
+        twin = dec(torch.from_numpy(uv).float(), torch.from_numpy(inputs).float()).double().numpy()
+    assert np.abs(ref - twin).max() < 1e-5
+    assert np.abs(ref - decode(mat, uv, d, -n)).mean() > 0.02
+    with pytest.raises(ValueError, match="normals"):
+        decode(mat, uv, d)
+
+
 def test_decoder_budget():
     mat = random_material()
     assert [layer.weights.shape for layer in mat.layers] == [(HIDDEN[0], 17), (HIDDEN[1], HIDDEN[0]), (3, HIDDEN[1])]
@@ -232,6 +268,11 @@ def test_worked_example_of_the_spec():
     mirrored = replace(mat, view_encoding="sh2_reflected")  # the example's second part
     out = decode(mirrored, np.array([[0.25, 0.25]]), np.array([[0.0, 0.6, -0.8]]), np.array([[0.0, 0.0, 2.0]]))
     assert np.allclose(out, [[0.782806, 0.268941, 0.757872]], atol=1e-6)
+    w1nv = np.concatenate([w1, np.zeros((2, 4), np.float32)], 1)  # the example's third part
+    w1nv[0, 17], w1nv[1, 20] = 1.0, 2.0
+    nv = replace(mat, view_encoding="sh2_reflected_nv", layers=[replace(mat.layers[0], weights=w1nv), mat.layers[1]])
+    out = decode(nv, np.array([[0.25, 0.25]]), np.array([[0.0, 0.6, -0.8]]), np.array([[0.0, 0.0, 2.0]]))
+    assert np.allclose(out, [[0.946954, 0.484123, 0.917532]], atol=1e-6)
 
 
 def test_supersampled_render_covers_silhouette_pixels_in_part():

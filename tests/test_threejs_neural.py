@@ -167,11 +167,12 @@ def _render(page, frame: Frame, transform: np.ndarray | None = None, tone_mapped
                          [page_camera(frame), None if transform is None else transform.tolist(), tone_mapped])
 
 
-@pytest.fixture(scope="module", params=["sh2", "sh2_reflected"])
+@pytest.fixture(scope="module", params=["sh2", "sh2_reflected", "sh2_reflected_nv"])
 def web(request, tmp_path_factory):
     """The page's renders of the good GLB (several cameras) and of one with a malformed extension,
     each page's console warnings/errors and page errors, and the reference renders; once per view
-    encoding (sh2_reflected mirrors the view about the NORMAL in the shader)."""
+    encoding (sh2_reflected mirrors the view about the NORMAL in the shader; sh2_reflected_nv also
+    reads n.v and the normal)."""
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     if not (WEB / "node_modules" / "three" / "build" / "three.module.js").is_file():
@@ -285,8 +286,9 @@ def test_threejs_matches_the_reference_decoder(web, view):
 
 def test_the_comparison_would_catch_a_wrong_decoder(web):
     """The material's look depends enough on the view and on the weight layout that decoding with
-    the SH signs flipped (d -> -d on the odd terms), the weights read [in][out] or (sh2_reflected)
-    the view not mirrored misses the bar by far; so passing above means the shader got them right."""
+    the SH signs flipped (d -> -d on the odd terms), the weights read [in][out], (sh2_reflected)
+    the view not mirrored or (sh2_reflected_nv) the normal reversed (the same mirror, other n.v
+    and n) misses the bar by far; so passing above means the shader got them right."""
     result, _ = web["good"]
     prim, frame = web["prim"], web["frames"]["oblique"]
     first = prim.neural.layers[0]
@@ -295,10 +297,13 @@ def test_the_comparison_would_catch_a_wrong_decoder(web):
     transposed_w = first.weights.ravel().reshape(first.weights.shape[::-1]).T.copy()
     wrongs = [replace(prim.neural, layers=[replace(first, weights=w), *prim.neural.layers[1:]])
               for w in (flipped_w, transposed_w)]
+    prims = [replace(prim, neural=mat) for mat in wrongs]
     if prim.neural.view_encoding == "sh2_reflected":  # and a shader that forgot the mirror
-        wrongs.append(replace(prim.neural, view_encoding="sh2"))
-    for mat in wrongs:
-        wrong = render_primitive(replace(prim, neural=mat), frame, "neural")
+        prims.append(replace(prim, neural=replace(prim.neural, view_encoding="sh2")))
+    if prim.neural.view_encoding == "sh2_reflected_nv":  # or read n.v and n the wrong way round
+        prims.append(replace(prim, normals=-prim.normals))
+    for wrong_prim in prims:
+        wrong = render_primitive(wrong_prim, frame, "neural")
         value, _, _ = _compare(result["views"]["oblique"], wrong)
         assert value < PSNR_MIN - 8, value
 

@@ -25,7 +25,7 @@ from ..render.raster import photo_object_pixels, rasterize_view
 from ..render.volume import render_chunked
 from .texture import interpolate, pad_texture
 
-HIDDEN = (12, 12)  # 17 -> 12 -> 12 -> 3: 845 FLOP per pixel (see NeuralMaterial.flops_per_pixel)
+HIDDEN = (12, 12)  # 21 -> 12 -> 12 -> 3 with sh2_reflected_nv: 965 FLOP per pixel (NeuralMaterial.flops_per_pixel)
 
 
 @dataclass
@@ -34,6 +34,7 @@ class ViewSamples:
 
     uv: np.ndarray  # (N, 2) float32, glTF convention
     view: np.ndarray  # (N, 3) float32 unit direction camera -> surface, in the asset (object) frame
+    # (mirrored for a reflected encoding); sh2_reflected_nv appends n.v and the unit normal: (N, 7)
     rgb: np.ndarray  # (N, 3) float32 sRGB
 
 
@@ -46,14 +47,28 @@ def view_samples(mesh: Mesh, frame: Frame, rotation: np.ndarray, downscale: int 
     rgb, alpha = image if image is not None else load_frame_image(frame, downscale)
     hit = photo_object_pixels(frags.tri, alpha)
     pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
-    d = pos - frame.c2w[:3, 3]
-    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-    if uses_normals(encoding):
-        normals = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
-        d = reflect(d, interpolate(normals, mesh.faces, frags)[hit])
-        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
     uv = interpolate(mesh.uvs, mesh.faces, frags)[hit]
-    return ViewSamples(uv.astype(np.float32), (d @ rotation.T).astype(np.float32), rgb[hit].astype(np.float32))
+    view = _view_inputs(mesh, frags, hit, pos - frame.c2w[:3, 3], encoding, rotation)
+    return ViewSamples(uv.astype(np.float32), view.astype(np.float32), rgb[hit].astype(np.float32))
+
+
+def _view_inputs(mesh: Mesh, frags, hit: np.ndarray, d: np.ndarray, encoding: str, rotation: np.ndarray
+                 ) -> np.ndarray:
+    """What the decoder reads besides features, before SH: the direction (mirrored about the
+    interpolated normal for a reflected encoding) and, for `sh2_reflected_nv`, n.v and n."""
+    d = _unit(d)
+    if not uses_normals(encoding):
+        return d @ rotation.T
+    normals = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
+    n = _unit(interpolate(normals, mesh.faces, frags)[hit])
+    r = _unit(reflect(d, n)) @ rotation.T
+    if encoding == "sh2_reflected":
+        return r
+    return np.concatenate([r, np.clip(-(d * n).sum(1, keepdims=True), 0, 1), n @ rotation.T], 1)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
 @torch.no_grad()
@@ -149,7 +164,7 @@ class Decoder(torch.nn.Module):
         feats = self.quantised() if feats is None else feats
         grid = (uv * 2 - 1)[None, :, None, :]
         f = F.grid_sample(feats, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        x = torch.cat([f[0, :, :, 0].t() * self.scale + self.offset, sh2_torch(view)], -1)
+        x = torch.cat([f[0, :, :, 0].t() * self.scale + self.offset, sh2_torch(view[:, :3]), view[:, 3:]], -1)
         for i, layer in enumerate(self.mlp):
             x = layer(x)
             x = torch.relu(x) if i < len(self.mlp) - 1 else torch.sigmoid(x)

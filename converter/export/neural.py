@@ -7,7 +7,8 @@ nor pygltflib, so the Blender add-on can ship it as is.
 Per pixel: bilinear-sample two RGBA8 feature textures at the primitive's TEXCOORD_0 (8 bytes),
 dequantise (byte / 255 * scale + offset), append the SH degree-2 encoding of the view direction
 (object space, from the camera towards the surface point) or, with `sh2_reflected`, of that
-direction mirrored about the surface normal, run the MLP, read sRGB.
+direction mirrored about the surface normal (`sh2_reflected_nv` appends n.v and the unit normal),
+run the MLP, read sRGB.
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import numpy as np
 EXTENSION = "NRC_neural_material"
 N_FEATURES = 8
 ACTIVATIONS = ("relu", "sigmoid", "linear")
-VIEW_ENCODINGS = {"sh2": 9, "raw": 3, "sh2_reflected": 9}
+VIEW_ENCODINGS = {"sh2": 9, "raw": 3, "sh2_reflected": 9, "sh2_reflected_nv": 13}
 # sh2_reflected encodes the view direction reflected about the NORMAL: a glossy surface's colour
 # follows the mirror direction, the same function for every texel, so a tiny MLP need not learn
-# it per texel (+1.0 dB held-out on the glossy torus knot, docs/design.md)
-REFLECTED_SUFFIX = "_reflected"
+# it per texel (+1.0 dB held-out on the glossy torus knot, docs/design.md). sh2_reflected_nv adds
+# what the mirror direction loses: n.v (Fresnel and grazing falloff, strongest at silhouettes) and
+# the normal itself (light arriving from around n, the diffuse part) (+0.9 dB more, same capture)
+REFLECTED = ("sh2_reflected", "sh2_reflected_nv")
 MAX_LAYER_WIDTH = 256  # bounds what a file may make a reader allocate (weights are read from JSON)
 MAX_LAYERS = 8
 
@@ -71,7 +74,8 @@ class NeuralMaterial:
         view encoding, and per layer a multiply-add per weight plus its activation (sigmoid
         counted as 4: negate, exp, add, divide)."""
         # products/sums in sh2_encode; raw: normalise; reflected: + normalise n, 2 (d.n) n, subtract
-        encode = {"sh2": 25, "raw": 9, "sh2_reflected": 46}[self.view_encoding]
+        # nv: n.v is the reflection's d.n negated and clamped (3); n is already normalised
+        encode = {"sh2": 25, "raw": 9, "sh2_reflected": 46, "sh2_reflected_nv": 49}[self.view_encoding]
         total = 2 * N_FEATURES + encode
         for layer in self.layers:
             out, inp = layer.weights.shape
@@ -149,7 +153,7 @@ def sh2_encode(d: np.ndarray) -> np.ndarray:
 
 
 def uses_normals(encoding: str) -> bool:
-    return encoding.endswith(REFLECTED_SUFFIX)
+    return encoding in REFLECTED
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -164,12 +168,16 @@ def reflect(d: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 def encode_view(d: np.ndarray, encoding: str, normals: np.ndarray | None = None) -> np.ndarray:
     d = _unit(d)
-    if uses_normals(encoding):
-        if normals is None:
-            raise ValueError(f"viewEncoding {encoding!r} needs the surface normals")
-        d = _unit(reflect(d, np.asarray(normals, np.float64)))
-        encoding = encoding[: -len(REFLECTED_SUFFIX)]
-    return sh2_encode(d) if encoding == "sh2" else d
+    if not uses_normals(encoding):
+        return sh2_encode(d) if encoding == "sh2" else d
+    if normals is None:
+        raise ValueError(f"viewEncoding {encoding!r} needs the surface normals")
+    n = _unit(np.asarray(normals, np.float64))
+    sh = sh2_encode(_unit(reflect(d, n)))
+    if encoding == "sh2_reflected":
+        return sh
+    n_dot_v = np.clip(-(d * n).sum(-1, keepdims=True), 0.0, 1.0)  # v: surface -> camera
+    return np.concatenate([sh, n_dot_v, n], -1)
 
 
 def sample_bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -14,13 +14,13 @@ import * as THREE from 'three';
 
 export const EXTENSION = 'NRC_neural_material';
 const N_FEATURES = 8;
-const ENCODING_SIZE = { sh2: 9, raw: 3, sh2_reflected: 9 };
+const ENCODING_SIZE = { sh2: 9, raw: 3, sh2_reflected: 9, sh2_reflected_nv: 13 };
 const ACTIVATIONS = ['relu', 'sigmoid', 'linear'];
 const MAX_LAYERS = 8;
 const MAX_WIDTH = 256;
 // WebGL 2 guarantees 224 fragment uniform vectors; leave room for three's own uniforms. The
-// weights are packed 4 to a vec4 (rows padded to a multiple of 4): 17-12-12-3 (what nrconvert
-// writes) needs 112. A wider network falls back to the plain material with a warning.
+// weights are packed 4 to a vec4 (rows padded to a multiple of 4): 21-12-12-3 (what nrconvert
+// writes) needs 124. A wider network falls back to the plain material with a warning.
 export const MAX_UNIFORM_VEC4 = 200;
 
 /** Checks the extension JSON as nrconvert.export.neural.from_json does; throws Error saying what
@@ -34,7 +34,7 @@ export function parseNeuralExtension(ext) {
     throw new Error('featureTextures must list two textures');
   }
   const encoding = ext.viewEncoding ?? 'sh2';
-  if (!(encoding in ENCODING_SIZE)) throw new Error(`viewEncoding ${JSON.stringify(encoding)} is not sh2, raw or sh2_reflected`);
+  if (!(encoding in ENCODING_SIZE)) throw new Error(`viewEncoding ${JSON.stringify(encoding)} is not sh2, raw, sh2_reflected or sh2_reflected_nv`);
   if ((ext.viewSpace ?? 'object') !== 'object' || (ext.output ?? 'srgb') !== 'srgb') {
     throw new Error("only viewSpace 'object' and output 'srgb' are defined");
   }
@@ -132,7 +132,7 @@ varying vec3 vView;
 varying vec3 vNormal;
 void main() {
   vUv = uv; // glTF TEXCOORD_0, images not flipped (flipY = false, as GLTFLoader loads them)
-  vNormal = normal; // NORMAL in the node's local frame, as the view direction (sh2_reflected)
+  vNormal = normal; // NORMAL in the node's local frame, as the view direction (sh2_reflected*)
   // The view direction in the node's local frame (spec step 4): camera -> surface point. It is
   // affine in position, so interpolating it per fragment is exact. Computed here rather than as
   // a per-object uniform so one material can serve many nodes.
@@ -147,8 +147,13 @@ void main() {
 
 function fragmentGlsl(parsed, packed) {
   const { encoding, layers } = parsed;
-  // sh2_reflected: the view direction mirrored about the interpolated NORMAL (spec step 4)
-  const mirror = encoding === 'sh2_reflected' ? '  d = normalize(reflect(d, normalize(vNormal)));\n' : '';
+  // sh2_reflected*: the view direction mirrored about the interpolated NORMAL (spec step 4);
+  // sh2_reflected_nv also reads n.v (v: surface -> camera) and n, after the 9 SH values
+  const nv = encoding === 'sh2_reflected_nv';
+  const mirror = encoding.startsWith('sh2_reflected')
+    ? `  vec3 n = normalize(vNormal);\n${nv ? '  float ndv = clamp(-dot(d, n), 0.0, 1.0);\n' : ''}`
+      + '  d = normalize(reflect(d, n));\n'
+    : '';
   const encode = encoding !== 'raw'
     ? `  // real SH, degrees 0..2, instant-ngp's constants and signs (spec step 5)
   vec4 x0_2 = vec4(0.28209479177387814, -0.4886025119029199 * d.y, 0.4886025119029199 * d.z,
@@ -156,7 +161,8 @@ function fragmentGlsl(parsed, packed) {
   vec4 x0_3 = vec4(1.0925484305920792 * d.x * d.y, -1.0925484305920792 * d.y * d.z,
                    0.31539156525252005 * (2.0 * d.z * d.z - d.x * d.x - d.y * d.y),
                    -1.0925484305920792 * d.x * d.z);
-  vec4 x0_4 = vec4(0.5462742152960396 * (d.x * d.x - d.y * d.y), 0.0, 0.0, 0.0);`
+  vec4 x0_4 = vec4(0.5462742152960396 * (d.x * d.x - d.y * d.y), ${nv ? 'ndv, n.x, n.y' : '0.0, 0.0, 0.0'});${
+  nv ? '\n  vec4 x0_5 = vec4(n.z, 0.0, 0.0, 0.0);' : ''}`
     : '  vec4 x0_2 = vec4(d, 0.0);';
   const out = `x${layers.length}_0`;
   const last = layers[layers.length - 1].activation;
