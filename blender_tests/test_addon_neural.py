@@ -410,7 +410,7 @@ def test_node_arithmetic_matches_the_decoder(imported, neural_asset):
     # reflected encodings: n is the mirrored direction the nodes compute, `shading` n.v and N
     nb = rng.normal(size=(5000, 3))
     nb /= np.linalg.norm(nb, axis=1, keepdims=True)
-    incoming = -reflect(-n, nb)  # so that the nodes' mirrored direction is n
+    incoming = reflect(n, nb)  # mirroring is an involution: the nodes mirror it back to n
     nv = neural_asset.asset.lods[2].maps.neural
     for mat in (nv, view_dependent_material(seed=5, encoding="sh2_reflected")):
         gltf_n = nb @ imported.nodes.BLENDER_TO_GLTF.T

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from ..capture.images import load_frame_image
 from ..capture.model import Frame
-from ..export.neural import (SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATURES, mlp_input_size, reflect,
-                             uses_normals)
+from ..export.neural import (SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATURES, mlp_input_size, uses_normals,
+                             view_inputs)
 from ..mesh import Mesh, vertex_normals
 from ..render.raster import photo_object_pixels, rasterize_view
 from ..render.volume import render_chunked
@@ -54,21 +54,13 @@ def view_samples(mesh: Mesh, frame: Frame, rotation: np.ndarray, downscale: int 
 
 def _view_inputs(mesh: Mesh, frags, hit: np.ndarray, d: np.ndarray, encoding: str, rotation: np.ndarray
                  ) -> np.ndarray:
-    """What the decoder reads besides features, before SH: the direction (mirrored about the
-    interpolated normal for a reflected encoding) and, for `sh2_reflected_nv`, n.v and n."""
-    d = _unit(d)
-    if not uses_normals(encoding):
-        return d @ rotation.T
-    normals = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
-    n = _unit(interpolate(normals, mesh.faces, frags)[hit])
-    r = _unit(reflect(d, n)) @ rotation.T
-    if encoding == "sh2_reflected":
-        return r
-    return np.concatenate([r, np.clip(-(d * n).sum(1, keepdims=True), 0, 1), n @ rotation.T], 1)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    """`export.neural.view_inputs` in the asset frame (mirror and n.v commute with the rotation),
+    with the interpolated normals the GLB will store."""
+    normals = None
+    if uses_normals(encoding):
+        vn = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
+        normals = interpolate(vn, mesh.faces, frags)[hit] @ rotation.T
+    return view_inputs(d @ rotation.T, encoding, normals)
 
 
 @torch.no_grad()

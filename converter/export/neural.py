@@ -166,18 +166,27 @@ def reflect(d: np.ndarray, n: np.ndarray) -> np.ndarray:
     return d - 2.0 * (d * n).sum(-1, keepdims=True) * n
 
 
-def encode_view(d: np.ndarray, encoding: str, normals: np.ndarray | None = None) -> np.ndarray:
+def view_inputs(d: np.ndarray, encoding: str, normals: np.ndarray | None = None) -> np.ndarray:
+    """What the MLP reads besides features, before the SH basis is applied: the unit direction
+    (mirrored about the unit normal for a reflected encoding) and, for sh2_reflected_nv, n.v
+    and n. One definition for the reference decoder and the trainable twin (bake.neural), which
+    applies the SH basis in torch."""
     d = _unit(d)
     if not uses_normals(encoding):
-        return sh2_encode(d) if encoding == "sh2" else d
+        return d
     if normals is None:
         raise ValueError(f"viewEncoding {encoding!r} needs the surface normals")
     n = _unit(np.asarray(normals, np.float64))
-    sh = sh2_encode(_unit(reflect(d, n)))
+    r = _unit(reflect(d, n))
     if encoding == "sh2_reflected":
-        return sh
+        return r
     n_dot_v = np.clip(-(d * n).sum(-1, keepdims=True), 0.0, 1.0)  # v: surface -> camera
-    return np.concatenate([sh, n_dot_v, n], -1)
+    return np.concatenate([r, n_dot_v, n], -1)
+
+
+def encode_view(d: np.ndarray, encoding: str, normals: np.ndarray | None = None) -> np.ndarray:
+    x = view_inputs(d, encoding, normals)
+    return x if encoding == "raw" else np.concatenate([sh2_encode(x[:, :3]), x[:, 3:]], -1)
 
 
 def sample_bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
