@@ -1,0 +1,112 @@
+"""Neural-material lab: re-distil LOD0 of an existing conversion with other settings, side by side.
+
+    python bench/neural_lab.py --run RUN/scene.glb --capture CAP \\
+        --variant default --variant size=256 --variant field_views=120 --variant tv=0.03
+
+RUN is a finished conversion (its work folder is read, not written: every stage is resumed).
+Each variant distils LOD0's features and decoder with the pipeline's own code
+(`bake.neural.view_samples`, `between_cameras`, `field_image`, `distill`), changing only what it
+names: `size` (feature side; default the sample count's choice, `feature_size`), `tv` (total
+variation weight), `field_views` (field renders between the photos), `steps`, `batch`. Scores
+are PSNR at the held-out cameras' pixel centres where the photo and the mesh agree on the object
+(the samples `view_samples` takes), against the training samples' own PSNR: the gap between the
+two is how well the decoder carries the look to views it never saw. This is the quick loop
+behind bench/RESULTS.md's lab numbers; the end-to-end score of a GLB is bench/neural.py's.
+Saves bench/results/neural_lab_<capture>_<run folder>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from relight import save
+
+FIELDS = {"size": int, "tv": float, "field_views": int, "steps": int, "batch": int}
+
+
+def parse_variant(text: str) -> dict:
+    """'size=256,tv=0.03' -> {'size': 256, 'tv': 0.03}; 'default' -> {}."""
+    if text == "default":
+        return {}
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key not in FIELDS:
+            raise SystemExit(f"unknown variant setting {key!r}: one of {', '.join(FIELDS)}")
+        out[key] = FIELDS[key](value)
+    return out
+
+
+def load_run(run_glb: Path, capture_dir: Path):
+    """(config, capture, trained field, LOD0 mesh) of a finished conversion, every stage resumed."""
+    from nrconvert.capture.load import load_capture
+    from nrconvert.config import Config
+    from nrconvert.pipeline import Run
+    from nrconvert.stages import bake_stage, extract_stage, train_stage
+
+    work = run_glb.with_suffix(".work")
+    cfg = Config(**json.loads((work / "settings.json").read_text()))
+    run = Run(capture_dir, run_glb, cfg, resume=True)
+    capture = load_capture(capture_dir, workdir=run.workdir, resume=True)
+    tf = train_stage(run, capture)
+    mesh = extract_stage(run, capture, tf)
+    return cfg, capture, tf, bake_stage(run, capture, tf, mesh).lods[0].mesh
+
+
+def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: dict) -> dict:
+    from nrconvert.bake import neural as N
+    from nrconvert.bake.texture import texel_fragments
+    from nrconvert.metrics.image import psnr
+
+    enc, fv = cfg.neural_encoding, variant.get("field_views", cfg.neural_field_views)
+    if fv not in cache:
+        extra = N.between_cameras(capture.train, fv, cfg.seed)
+        parts = [N.view_samples(mesh, f, rotation, cfg.downscale, encoding=enc) for f in capture.train]
+        parts += [N.view_samples(mesh, f, rotation, cfg.downscale, image=N.field_image(tf, mesh, f, cfg.downscale),
+                                 encoding=enc) for f in extra]
+        cache[fv] = N.concat(parts)
+    samples = cache[fv]
+    if "tests" not in cache:
+        cache["tests"] = [N.view_samples(mesh, f, rotation, cfg.downscale, encoding=enc) for f in capture.test]
+    coverage = float((texel_fragments(mesh, 256).tri >= 0).mean())
+    size = variant.get("size") or N.feature_size(len(samples.uv), coverage, 1024)
+    t = time.time()
+    dec = N.distill(samples, size, variant.get("steps", cfg.neural_steps), batch=variant.get("batch", 16384),
+                    tv=variant.get("tv", 1e-2), seed=cfg.seed, encoding=enc).decoder.eval()
+
+    def score(s) -> float:
+        with torch.no_grad():
+            return psnr(dec(torch.from_numpy(s.uv), torch.from_numpy(s.view)).numpy(), s.rgb)
+
+    pick = np.random.default_rng(0).choice(len(samples.uv), min(200_000, len(samples.uv)), replace=False)
+    train = N.ViewSamples(samples.uv[pick], samples.view[pick], samples.rgb[pick])
+    return {"variant": variant, "feature_size": size, "samples": len(samples.uv),
+            "heldout_centres": round(float(np.mean([score(s) for s in cache["tests"]])), 2),
+            "train": round(float(score(train)), 2), "seconds": round(time.time() - t, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="a finished conversion's GLB (its .work is read)")
+    ap.add_argument("--capture", type=Path, required=True)
+    ap.add_argument("--variant", action="append", default=[], help="'default' or KEY=VALUE[,KEY=VALUE]")
+    args = ap.parse_args()
+    from nrconvert.export.frames import capture_to_gltf_rotation
+
+    torch.set_num_threads(2)
+    cfg, capture, tf, mesh = load_run(args.run.resolve(), args.capture.resolve())
+    rotation, cache, rows = capture_to_gltf_rotation(capture.up_axis), {}, []
+    for text in args.variant or ["default"]:
+        rows.append({"name": text, **measure(cfg, capture, tf, mesh, parse_variant(text), rotation, cache)})
+        print(json.dumps(rows[-1]), flush=True)
+    save({"date": time.strftime("%Y-%m-%d"), "run": str(args.run), "capture": str(args.capture),
+          "encoding": cfg.neural_encoding, "results": rows},
+         f"neural_lab_{args.capture.resolve().name}_{args.run.resolve().parent.name}")
+
+
+if __name__ == "__main__":
+    main()
