@@ -23,7 +23,7 @@ from .pipeline import STAGES, Run
 from .render.rays import Box
 from .train.data import TrainingStart, load_rays, restore_sure, sure_state
 from .train.matting import starting_shape
-from .train.trainer import TrainedField, build_field, train
+from .train.trainer import TrainedField, build_field, train, under_trained
 
 MIN_TRAIN_PHOTOS = 3
 
@@ -86,8 +86,10 @@ def train_stage(run: Run, capture: Capture, prepare: Prepare | None = None) -> T
     save_field(path, tf, cfg.steps)
     partial.unlink(missing_ok=True)
     last = tf.history[-1] if tf.history else {}
+    note = under_trained(last, cfg.steps)
     run.reporter.end("train", steps=last.get("step", 0), train_psnr=last.get("train_psnr"),
-                     test_psnr=last.get("test_psnr"), kernels=backend(tf.field.log_beta.device))
+                     test_psnr=last.get("test_psnr"), kernels=backend(tf.field.log_beta.device),
+                     **({"lines": [note], "warning": note} if note else {}))
     return tf
 
 

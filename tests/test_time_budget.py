@@ -100,3 +100,24 @@ def test_building_the_kernels_is_not_training_time(monkeypatch):
     spent = matting.starting_shape(make_config("tiny", {"device": "cpu"}), [], RayData(
         torch.zeros(8, 3), torch.ones(8, 3), torch.zeros(8, 3), None)).spent_s
     assert spent < 0.2
+
+
+def test_a_starved_run_is_marked_and_warned(monkeypatch):
+    """A budget that ends training before half its steps leaves a mark in the history and a
+    warning that names the steps reached and a budget that would train them all."""
+    cfg = make_config("tiny", {"device": "cpu", "steps": 10_000, "time_budget_s": 400.0, "eval_every": 0,
+                               "checkpoint_every": 10**9, "checkpoint_every_s": 1e9})
+    tf = trainer.build_field(cfg, Box(np.zeros(3), np.ones(3)), masked=True, hull=None)
+    data = RayData(torch.zeros(8, 3), torch.ones(8, 3) / 3**0.5, torch.zeros(8, 3), torch.ones(8))
+    monkeypatch.setattr(trainer, "time", _Clock())
+    monkeypatch.setattr(trainer, "_guarded_step", lambda tf_, data_, cfg_, opt, state, frac: {"step": state.step + 1})
+    trainer.train(tf, data, cfg)
+    last = tf.history[-1]
+    assert last["step"] < 10_000 / 2 and last["stopped_by"] == "time_budget" and last["budget_s"] == 400.0
+    note = trainer.under_trained(last, cfg.steps)
+    assert f"after {last['step']} of 10000 steps" in note and "--set time_budget_s=" in note
+    need = int(note.split("time_budget_s=")[1].split(",")[0])
+    assert need >= last["seconds"] * 10_000 / last["step"]  # enough for every step at this pace
+    # enough steps, or the steps (not the clock) ended it: no warning
+    assert trainer.under_trained({**last, "step": 6000}, 10_000) is None
+    assert trainer.under_trained({"step": 100, "seconds": 5.0}, 10_000) is None

@@ -153,7 +153,9 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
     while state.step < cfg.steps:
         state.seconds = time.time() - t0
         frac = schedule_fraction(state.step, cfg.steps, state.seconds, budget_s)
-        if frac >= 1.0:
+        if frac >= 1.0:  # the clock, not the steps: say so, a starved field is the user's to know
+            if tf.history:
+                tf.history[-1].update(stopped_by="time_budget", budget_s=round(budget_s, 1))
             break
         record = _guarded_step(tf, data, cfg, opt, state, frac)
         if record is None:  # diverged: back to the last good state with a lower learning rate
@@ -177,6 +179,21 @@ def train(tf: TrainedField, data: RayData, cfg: Config, *, eval_data: RayData | 
     if eval_data is not None and tf.history and "test_psnr" not in tf.history[-1]:
         tf.history[-1]["test_psnr"] = evaluate(tf, eval_data)  # a run cut by its time budget too
     return tf
+
+
+def under_trained(last: dict, steps: int) -> str | None:
+    """A warning when the time budget ended training before half its steps, else None.
+
+    A budget is meant to bound a run, but on a busy or slow machine it silently decides quality: a
+    balanced suzanne reached step 449 of 2000 in its 420 s beside a CI run (field 34.6 dB held-out
+    against 37.5 with every step)."""
+    if last.get("stopped_by") != "time_budget" or last.get("step", 0) >= steps / 2:
+        return None
+    step, seconds = int(last.get("step", 0)), float(last.get("seconds", 0.0))
+    need = 60 * math.ceil(1.2 * seconds * steps / max(step, 1) / 60)
+    return (f"Training stopped at its time budget ({last.get('budget_s', seconds):.0f} s) after {step} of {steps} "
+            f"steps: the field may be under-trained (a busy or slow machine). To train every step: "
+            f"--set time_budget_s={need}, or a smaller preset.")
 
 
 def schedule_fraction(step: int, steps: int, seconds: float, budget_s: float) -> float:
