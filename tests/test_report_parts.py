@@ -186,3 +186,13 @@ def test_committed_bundle_is_built_from_the_current_sources():
     text = assets.BUNDLE.read_text(encoding="utf-8")
     assert "Permission is hereby granted" in text[:3000]  # three.js's MIT licence, in full
     assert "import " not in text.split("*/", 2)[-1][:200]  # a classic script, not a module
+
+
+def test_curves_say_when_the_time_budget_ended_training():
+    """A run the clock stopped says so under its curves; one that ran its steps does not."""
+    history = [{"step": i, "seconds": 0.5 * i, "loss": 1.0 / i, "train_psnr": 20 + 0.1 * i} for i in range(1, 40)]
+    done = html.curves_section(history)
+    history[-1] = {**history[-1], "stopped_by": "time_budget", "budget_s": 19.5}
+    cut = html.curves_section(history)
+    assert "id=time-budget" not in done and "id=time-budget" in cut
+    assert "time budget (" + fmt.duration(19.5) + ")" in cut and "39 steps" in cut

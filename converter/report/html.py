@@ -161,6 +161,10 @@ def curves_section(history: list[dict]) -> str:
     last = history[-1]
     out.append(f"<p class=hint>{fmt.number(last.get('step'))} steps in {fmt.duration(last.get('seconds'))}; "
                "train PSNR is measured on each step's batch of rays, held-out PSNR on a held-out view.</p>\n")
+    if last.get("stopped_by") == "time_budget":  # the clock ended it: the field may be under-trained
+        out.append(f"<p class=note id=time-budget>Training stopped at its time budget "
+                   f"({fmt.duration(last.get('budget_s'))}), not at its last step: on a busy or slow machine "
+                   "the field may be under-trained. <code>--set time_budget_s=…</code> gives it more time.</p>\n")
     return "".join(out) + "</section>\n"
 
 
