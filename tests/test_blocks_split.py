@@ -159,12 +159,13 @@ def test_openjd_progress_lines_rise_to_100():
             rep.start(stage, total)
             for i in range(1, 11):
                 rep.update(stage, i * (total or 10) // 10, total or 10)
-            rep.end(stage)
+            rep.end(stage, **({"warning": "Training stopped at its time budget"} if stage == "train" else {}))
     lines = out.getvalue().splitlines()
     assert all(line.startswith(("openjd_progress: ", "openjd_status: ")) for line in lines)
     pct = [int(line.split(": ")[1]) for line in lines if line.startswith("openjd_progress")]
     assert pct == sorted(pct) and pct[0] == 0 and pct[-1] == 100 and len(set(pct)) == len(pct)
     assert "openjd_status: Training field" in lines
+    assert lines.count("openjd_status: Warning: Training stopped at its time budget") == 2  # once per block
 
 
 def test_block_config_shares_the_runs_budgets():

@@ -54,6 +54,8 @@ class OpenJdReporter:
             self._progress(1.0)
             self.pos = self.current + 1
         self.current = None
+        if summary.get("warning"):  # e.g. a field the time budget starved: the farm's log keeps it
+            self._line(f"openjd_status: Warning: {summary['warning']}")
 
     def close(self):
         pass
