@@ -67,11 +67,23 @@ def units_run(capture: Path, work: Path, name: str, preset: str, sets: list[str]
                                                 work / f"{name}-{unit}{b}.log")
     units["merge"] = run_measured([NRCONVERT, "merge", str(capture), *common], work / f"{name}-merge.log")
     metrics = json.loads(out.with_suffix(".report").joinpath("metrics.json").read_text())
+    layout = json.loads(out.with_suffix(".work").joinpath("blocks.json").read_text())
     fields = [out.with_suffix(".work") / f"block_{b:02d}" / "field.pt" for b in range(1, blocks + 1)]
     return {"units": units, "train_seconds": [train_seconds(f) for f in fields],
             "steps": [_steps(f) for f in fields],
             "psnr_object": metrics["heldout"]["psnr_object"], "field_psnr": metrics.get("field_heldout_psnr"),
-            "triangles": metrics["blocks"]["triangles"]}
+            "triangles": metrics["blocks"]["triangles"],
+            "split": [{"own": b["own"], "cameras": len(b["cameras"])} for b in layout["blocks"]],
+            "rays_estimate": split_rays(capture, out.with_suffix(".work") / "blocks.json")}
+
+
+def split_rays(capture: Path, layout_path: Path) -> list[int]:
+    """The split's own estimate of each block's rays (blocks.split balances these)."""
+    from nrconvert.blocks.split import Layout, rays_through
+    from nrconvert.capture.load import load_capture
+
+    frames = load_capture(capture).train
+    return [sum(rays_through(frames[i], b) for i in b.cameras) for b in Layout.load(layout_path).blocks]
 
 
 def _steps(field: Path) -> int:

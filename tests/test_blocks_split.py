@@ -12,7 +12,7 @@ from nrconvert.blocks.clip import clip_slab
 from nrconvert.blocks.labels import EMPTY, KEEP, frame_labels
 from nrconvert.blocks.openjd import OpenJdReporter
 from nrconvert.blocks.scene import build_scene_hull
-from nrconvert.blocks.split import Layout, block_count, split_scene
+from nrconvert.blocks.split import BALANCE_TOLERANCE, Layout, rays_through, balanced_cuts, block_count, split_scene
 from nrconvert.capture.load import load_capture
 from nrconvert.errors import UsageError
 from nrconvert.mesh import Mesh
@@ -68,6 +68,26 @@ def test_split_partitions_the_row(street, n, tmp_path):
         assert any((np.asarray(b.lo) <= c).all() and (c <= np.asarray(b.hi)).all() for b in layout.blocks)
     layout.save(tmp_path / "blocks.json")
     assert Layout.load(tmp_path / "blocks.json") == layout
+
+
+def test_balanced_cuts_even_out_a_skewed_load():
+    # rays per block: the integral of a density that is 4x higher at the right end of [0, 10]
+    def rays(cuts):
+        c = np.asarray(cuts)
+        return np.diff(c + 0.15 * c ** 2)
+    cuts = balanced_cuts(0.0, 10.0, 3, rays)
+    load = rays(cuts)
+    assert cuts[0] == 0.0 and cuts[-1] == 10.0 and np.all(np.diff(cuts) > 0)
+    assert load.max() <= (1 + BALANCE_TOLERANCE) * load.mean(), load
+    assert rays([0, 10 / 3, 20 / 3, 10]).max() > 1.3 * load.max()  # the equal split was lopsided
+    assert balanced_cuts(0.0, 10.0, 1, rays) == [0.0, 10.0]
+
+
+def test_split_balances_the_blocks_rays(street):
+    capture, hull = street
+    layout = split_scene(capture, hull, 3)
+    rays = np.array([sum(rays_through(capture.train[i], b) for i in b.cameras) for b in layout.blocks])
+    assert rays.max() <= 1.1 * rays.mean(), rays
 
 
 def test_block_count_and_ids():

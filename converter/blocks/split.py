@@ -9,6 +9,11 @@ the overlap) partition the scene: extraction keeps each block's surface inside i
 Why slabs along one axis and not a grid: captures that need blocks are walked along a path, so the
 scene is long in one direction and a cube fits each slab with little waste; a 2D grid is the next
 step for city-scale captures (docs/design.md).
+
+Why not equal lengths: a block's memory and time go with the rays it keeps (its cameras' pixels
+that cross its box), and the cameras of a path see the middle of a row from both sides, so equal
+slabs load the middle block most; the farm machine is sized by the largest block. The cuts are
+moved until the blocks' estimated rays agree (balanced_cuts).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import numpy as np
 from ..capture.model import Capture, Frame
 from ..checkpoint import write_json
 from ..errors import BoundsError, CaptureError, UsageError
+from ..render.rays import frame_rays
 from .scene import SceneHull, in_view
 
 OVERLAP = 0.15  # each block's cube reaches this share of a block's length past each border
@@ -28,6 +34,10 @@ MIN_SHARE = 0.02  # a camera joins a block when it sees at least this share of t
 AUTO_ASPECT = 2.0  # auto: one block per this many scene widths of length ...
 AUTO_MIN_CAMERAS = 24  # ... but never fewer training cameras per block than this
 PROBES = 4000  # points per block for the frustum test
+BALANCE_ROUNDS = 8  # cut adjustments at most (each costs one frustum test per block)
+BALANCE_TOLERANCE = 0.05  # stop once the largest block's rays are within this of the mean
+MIN_LENGTH = 0.5  # no block shorter than this share of an equal split
+RAY_STRIDE = 8  # every 8th pixel each way estimates a camera's rays through a box
 VERSION = 1
 
 
@@ -127,7 +137,42 @@ def split_scene(capture: Capture, hull: SceneHull, requested: str | int = "auto"
         raise CaptureError(f"--blocks must be at least 1, got {n}")
     step = (s1 - s0) / n
     margin = max(overlap * step, 2 * float(hull.cell.max()) if hull.grid is not None else 0.0)
-    cuts = [s0 + k * step for k in range(n + 1)]
+    cuts = balanced_cuts(s0, s1, n, lambda c: _slabs(c, pts, s, hull, margin, frames)[2])
+    blocks, probes, _ = _slabs(cuts, pts, s, hull, margin, frames)
+    _assign(blocks, probes, frames, layout_s=np.stack([f.c2w[:3, 3] for f in frames]) @ axis, cuts=cuts)
+    for b, test in zip(blocks, _seen(probes, capture.test)):
+        b.test_cameras = test
+    return Layout(axis.tolist(), blocks, hull.lo.tolist(), hull.hi.tolist(), float(margin), str(requested),
+                  len(frames))
+
+
+def balanced_cuts(s0: float, s1: float, n: int, rays, rounds: int = BALANCE_ROUNDS) -> list[float]:
+    """Cuts s0 < ... < s1 for n slabs whose `rays(cuts)` (per block) agree within
+    BALANCE_TOLERANCE of their mean, starting from equal lengths; the best split seen is kept.
+
+    A block's rays grow with its length (its box catches more of each photo) but not in
+    proportion, so each round rescales every length by the square root of mean / own rays: a
+    damped step that settles in a few rounds without overshooting."""
+    lengths = np.full(n, (s1 - s0) / n)
+    best, best_max = None, np.inf
+    for _ in range(rounds if n > 1 else 1):
+        cuts = (s0 + np.concatenate([[0.0], np.cumsum(lengths)])).tolist()
+        cuts[-1] = s1
+        load = np.maximum(np.asarray(rays(cuts), float), 1.0)
+        if load.max() < best_max:
+            best, best_max = cuts, load.max()
+        if load.max() <= (1 + BALANCE_TOLERANCE) * load.mean():
+            break
+        lengths = np.maximum(lengths * np.sqrt(load.mean() / load), MIN_LENGTH * (s1 - s0) / n)
+        lengths *= (s1 - s0) / lengths.sum()
+    return best
+
+
+def _slabs(cuts: list[float], pts: np.ndarray, s: np.ndarray, hull: SceneHull, margin: float,
+           frames: list[Frame]) -> tuple[list[Block], list[np.ndarray], list[int]]:
+    """The blocks for these cuts (cameras not yet assigned), their probe points and each one's
+    estimated rays: the pixels of the cameras that see it (MIN_SHARE) whose rays cross its box."""
+    n = len(cuts) - 1
     blocks, probes = [], []
     for k in range(n):
         own = [None if k == 0 else float(cuts[k]), None if k == n - 1 else float(cuts[k + 1])]
@@ -135,11 +180,20 @@ def split_scene(capture: Capture, hull: SceneHull, requested: str | int = "auto"
         lo, hi = _bounds(inside, hull)
         blocks.append(Block(k + 1, lo.tolist(), hi.tolist(), own, []))  # ids count from 1, as farm tasks do
         probes.append(_probes(inside, hull, blocks[-1]))
-    _assign(blocks, probes, frames, layout_s=np.stack([f.c2w[:3, 3] for f in frames]) @ axis, cuts=cuts)
-    for b, test in zip(blocks, _seen(probes, capture.test)):
-        b.test_cameras = test
-    return Layout(axis.tolist(), blocks, hull.lo.tolist(), hull.hi.tolist(), float(margin), str(requested),
-                  len(frames))
+    rays = [sum(rays_through(f, b) for f in frames if in_view(f, p).mean() >= MIN_SHARE)
+            for b, p in zip(blocks, probes)]
+    return blocks, probes, rays
+
+
+def rays_through(frame: Frame, block: Block) -> int:
+    """Pixels of `frame` (every RAY_STRIDE-th each way, scaled up) whose rays cross the block's box."""
+    o, d = frame_rays(frame, RAY_STRIDE)
+    lo, hi = np.asarray(block.lo), np.asarray(block.hi)
+    d = np.where(np.abs(d) < 1e-9, 1e-9, d)
+    t0, t1 = (lo - o) / d, (hi - o) / d
+    near = np.maximum(np.minimum(t0, t1).max(-1), 0.0)
+    far = np.maximum(t0, t1).min(-1)
+    return int((far > near).sum()) * RAY_STRIDE * RAY_STRIDE
 
 
 def _bounds(pts: np.ndarray, hull: SceneHull) -> tuple[np.ndarray, np.ndarray]:
