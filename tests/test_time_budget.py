@@ -121,3 +121,13 @@ def test_a_starved_run_is_marked_and_warned(monkeypatch):
     # enough steps, or the steps (not the clock) ended it: no warning
     assert trainer.under_trained({**last, "step": 6000}, 10_000) is None
     assert trainer.under_trained({"step": 100, "seconds": 5.0}, 10_000) is None
+
+
+def test_field_evaluation_samples_the_whole_view():
+    # a 640x480 view, rows in order: the first 20,000 rays are its top 31 rows (sky on a street)
+    n, w = 640 * 480, 640
+    idx = trainer.eval_indices(n, 20000)
+    rows = idx.numpy() // w
+    assert len(idx) == 20000 and idx[0] == 0 and bool((idx[1:] > idx[:-1]).all()) and int(idx[-1]) < n
+    assert rows.max() >= 478 and len(np.unique(rows)) == 480  # every row of the view is scored
+    assert torch.equal(trainer.eval_indices(5000, 20000), torch.arange(5000))  # small views: every ray

@@ -291,15 +291,25 @@ def _step(tf: TrainedField, data: RayData, cfg: Config, opt, batch_rays: int, st
             "eikonal": float(eikonal.detach()), "beta": float(tf.field.beta().detach()), "samples": out.samples}
 
 
+def eval_indices(n: int, max_rays: int) -> torch.Tensor:
+    """Every ray when there are few, else `max_rays` evenly strided ones (all rows of the view)."""
+    if n <= max_rays:
+        return torch.arange(n)
+    return torch.div(torch.arange(max_rays) * n, max_rays, rounding_mode="floor")
+
+
 def evaluate(tf: TrainedField, data: RayData, max_rays: int = 20000) -> float:
-    """Held-out PSNR of the field itself (on black for masked captures)."""
-    n = min(max_rays, data.origins.shape[0])
-    out = render_chunked(tf.field, tf.occupancy, data.origins[:n], data.dirs[:n], tf.box, tf.dt)
+    """Held-out PSNR of the field itself (on black for masked captures), on at most `max_rays`
+    rays spread evenly over the view. The first rays of a view are its top rows: at 640×480 the
+    first 20,000 were 31 rows of empty sky, which scored 83 dB and drove early stopping."""
+    idx = eval_indices(data.origins.shape[0], max_rays).to(data.origins.device)
+    o, d, rgb = data.origins[idx], data.dirs[idx], data.rgb[idx]
+    out = render_chunked(tf.field, tf.occupancy, o, d, tf.box, tf.dt)
     if tf.masked:
-        target = data.rgb[:n] * data.alpha[:n, None]
+        target = rgb * data.alpha[idx, None]
         pred = out.rgb
     else:
-        target = data.rgb[:n]
+        target = rgb
         with torch.no_grad():
-            pred = out.rgb + (1 - out.opacity[:, None]) * tf.background(data.dirs[:n])
+            pred = out.rgb + (1 - out.opacity[:, None]) * tf.background(d)
     return psnr(pred.detach().cpu().numpy(), target.cpu().numpy())
