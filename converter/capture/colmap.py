@@ -27,6 +27,7 @@ from ..export.frames import quaternion_to_rotation
 from ..errors import CaptureError
 from .images import DistortedFrame, assign_test_split, probe_image, resolve_inside
 from .model import Capture, Frame
+from .similarity import apply_similarity, geometric_median, look_at_point, rotation_to_z
 from .undistort import Distortion
 
 # model_id -> (name, number of parameters); ids above 11 are unknown to us and refused.
@@ -360,44 +361,6 @@ def _image_file(model: ColmapModel, im: ColmapImage, images_dir: Path, camera: C
     return path
 
 
-def rotation_to_z(up: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking the unit vector `up` to +Z (Rodrigues)."""
-    z = np.array([0.0, 0.0, 1.0])
-    axis, cos = np.cross(up, z), float(np.dot(up, z))
-    if np.linalg.norm(axis) < 1e-12:
-        return np.eye(3) if cos > 0 else np.diag([1.0, -1.0, -1.0])
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + k + k @ k / (1.0 + cos)
-
-
-def look_at_point(c2ws: np.ndarray) -> np.ndarray:
-    """Least-squares point nearest to every optical axis (the mean centre if they are parallel)."""
-    origins, dirs = c2ws[:, :3, 3], -c2ws[:, :3, 2]
-    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]
-    A, b = proj.sum(0), np.einsum("nij,nj->i", proj, origins)
-    if np.linalg.cond(A) > 1e8:
-        return origins.mean(0)
-    return np.linalg.solve(A, b)
-
-
-def geometric_median(points: np.ndarray, iterations: int = 100, max_points: int = 100_000) -> np.ndarray:
-    """Point minimising the summed distances (Weiszfeld): robust to SfM outliers and, unlike a
-    per-axis median, independent of the arbitrary orientation of the SfM frame. Large clouds are
-    subsampled (deterministically): the centre does not need a million points."""
-    if len(points) > max_points:
-        points = points[np.random.default_rng(0).choice(len(points), max_points, replace=False)]
-    centre = np.median(points, axis=0)
-    for _ in range(iterations):
-        dist = np.maximum(np.linalg.norm(points - centre, axis=1), 1e-12)
-        weights = 1.0 / dist
-        new = (points * weights[:, None]).sum(0) / weights.sum()
-        if np.linalg.norm(new - centre) < 1e-12 * (1.0 + np.linalg.norm(centre)):
-            return new
-        centre = new
-    return centre
-
-
 def normalising_transform(c2ws: np.ndarray, points: np.ndarray) -> np.ndarray:
     """4x4 similarity x -> s R (x - c): up to +Z, robust centre to 0, median camera distance to 4."""
     up = c2ws[:, :3, 1].mean(0)
@@ -410,11 +373,3 @@ def normalising_transform(c2ws: np.ndarray, points: np.ndarray) -> np.ndarray:
     T[:3, :3] = scale * R
     T[:3, 3] = -scale * R @ centre
     return T
-
-
-def apply_similarity(T: np.ndarray, c2w: np.ndarray) -> np.ndarray:
-    """Move a camera by a similarity, keeping its rotation block orthonormal."""
-    scale = np.cbrt(np.linalg.det(T[:3, :3]))
-    out = T @ c2w
-    out[:3, :3] /= scale
-    return out

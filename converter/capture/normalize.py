@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BoundsError
-from .colmap import look_at_point, rotation_to_z
+from .similarity import look_at_point, rotation_to_z
 
 PLANAR_RATIO = 0.25  # smallest / middle singular value of the camera centres below which they are "a plane"
 PERCENTILES = (2.0, 98.0)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CaptureError
-from .colmap import apply_similarity, opengl_c2w, pinhole_of, read_model
+from .colmap import opengl_c2w, pinhole_of, read_model
+from .similarity import apply_similarity
 from .images import DistortedFrame, assign_test_split
 from .model import Capture, Frame
 from .normalize import normalise
