@@ -19,6 +19,7 @@ VIEW_MONOMIALS["sh2_reflected_nv"] = VIEW_MONOMIALS["sh2"]
 # sh2_reflected_nv's values after the monomials: n.v, then the unit normal (Blender object axes)
 SHADING_VALUES = {"sh2_reflected_nv": ("ndv", "Nx", "Ny", "Nz")}
 
+
 def camera_to_surface_gltf(n: np.ndarray) -> np.ndarray:
     """Decoder view directions (camera -> surface, glTF local axes) from the group's n (N, 3):
     unit vectors surface -> camera in Blender object axes."""

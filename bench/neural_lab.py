@@ -10,7 +10,9 @@ names: `size` (feature side; default the sample count's choice, `feature_size`),
 variation weight), `field_views` (field renders between the photos), `steps`, `batch`. Scores
 are PSNR at the held-out cameras' pixel centres where the photo and the mesh agree on the object
 (the samples `view_samples` takes), against the training samples' own PSNR: the gap between the
-two is how well the decoder carries the look to views it never saw. This is the quick loop
+two is how well the decoder carries the look to views it never saw. `--teacher` also scores the
+field's own colour at the same held-out samples (rays marched from just in front of LOD0's
+surface, `field_image`): the ceiling distillation of this field works under. This is the quick loop
 behind bench/RESULTS.md's lab numbers; the end-to-end score of a GLB is bench/neural.py's.
 Saves bench/results/neural_lab_<capture>_<run folder>.json.
 """
@@ -89,11 +91,31 @@ def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: 
             "train": round(float(score(train)), 2), "seconds": round(time.time() - t, 1)}
 
 
+def teacher(cfg, capture, tf, mesh) -> dict:
+    """PSNR of the field's colour at the held-out pixels `view_samples` scores (mean over views, pooled)."""
+    from nrconvert.bake import neural as N
+    from nrconvert.capture.images import load_frame_image
+    from nrconvert.metrics.image import psnr
+    from nrconvert.render.raster import photo_object_pixels, rasterize_view
+
+    per_view, err, count = [], 0.0, 0
+    for f in capture.test:
+        rgb, alpha = load_frame_image(f, cfg.downscale)
+        hit = photo_object_pixels(rasterize_view(f, mesh.vertices, mesh.faces, cfg.downscale,
+                                                 cull_backfaces=True).tri, alpha)
+        field = N.field_image(tf, mesh, f, cfg.downscale)[0][hit]
+        per_view.append(psnr(field, rgb[hit]))
+        err, count = err + float(((field - rgb[hit]) ** 2).sum()), count + field.size
+    return {"heldout_centres": round(float(np.mean(per_view)), 2),
+            "pooled": round(float(-10 * np.log10(err / max(count, 1))), 2), "views": len(per_view)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="a finished conversion's GLB (its .work is read)")
     ap.add_argument("--capture", type=Path, required=True)
     ap.add_argument("--variant", action="append", default=[], help="'default' or KEY=VALUE[,KEY=VALUE]")
+    ap.add_argument("--teacher", action="store_true", help="also score the field itself at the same samples")
     args = ap.parse_args()
     from nrconvert.export.frames import capture_to_gltf_rotation
 
@@ -103,8 +125,12 @@ def main() -> None:
     for text in args.variant or ["default"]:
         rows.append({"name": text, **measure(cfg, capture, tf, mesh, parse_variant(text), rotation, cache)})
         print(json.dumps(rows[-1]), flush=True)
+    extra = {}
+    if args.teacher:
+        extra["teacher"] = teacher(cfg, capture, tf, mesh)
+        print(json.dumps({"teacher": extra["teacher"]}), flush=True)
     save({"date": time.strftime("%Y-%m-%d"), "run": str(args.run), "capture": str(args.capture),
-          "encoding": cfg.neural_encoding, "results": rows},
+          "encoding": cfg.neural_encoding, "results": rows, **extra},
          f"neural_lab_{args.capture.resolve().name}_{args.run.resolve().parent.name}")
 
 
