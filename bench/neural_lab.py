@@ -7,7 +7,10 @@ RUN is a finished conversion (its work folder is read, not written: every stage 
 Each variant distils LOD0's features and decoder with the pipeline's own code
 (`bake.neural.view_samples`, `between_cameras`, `field_image`, `distill`), changing only what it
 names: `size` (feature side; default the sample count's choice, `feature_size`), `tv` (total
-variation weight), `field_views` (field renders between the photos), `steps`, `batch`. Scores
+variation weight), `field_views` (field renders between the photos), `steps`, `batch`, `hidden`
+(the MLP's widths, `12x12`), `env` (a learnt environment texture of that width that the MLP
+modulates, bench/neural_env.py; not in the format) and `sh` (1: with `env`, also feed SH2 of the
+mirrored direction). Scores
 are PSNR at the held-out cameras' pixel centres where the photo and the mesh agree on the object
 (the samples `view_samples` takes), against the training samples' own PSNR: the gap between the
 two is how well the decoder carries the look to views it never saw. `--teacher` also scores the
@@ -27,7 +30,8 @@ import numpy as np
 import torch
 from relight import save
 
-FIELDS = {"size": int, "tv": float, "field_views": int, "steps": int, "batch": int}
+FIELDS = {"size": int, "tv": float, "field_views": int, "steps": int, "batch": int,
+          "hidden": lambda t: tuple(int(h) for h in t.split("x")), "env": int, "sh": int}
 
 
 def parse_variant(text: str) -> dict:
@@ -77,8 +81,16 @@ def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: 
     coverage = float((texel_fragments(mesh, 256).tri >= 0).mean())
     size = variant.get("size") or N.feature_size(len(samples.uv), coverage, 1024)
     t = time.time()
-    dec = N.distill(samples, size, variant.get("steps", cfg.neural_steps), batch=variant.get("batch", 16384),
-                    tv=variant.get("tv", 1e-2), seed=cfg.seed, encoding=enc).decoder.eval()
+    common = dict(batch=variant.get("batch", 16384), tv=variant.get("tv", 1e-2), seed=cfg.seed,
+                  hidden=variant.get("hidden", N.HIDDEN))
+    steps = variant.get("steps", cfg.neural_steps)
+    if variant.get("env"):
+        from neural_env import distill_env, flops_per_pixel
+        dec = distill_env(samples, size, steps, env_width=variant["env"], with_sh=bool(variant.get("sh")), **common)
+        flops = flops_per_pixel(common["hidden"], bool(variant.get("sh")))
+    else:
+        distilled = N.distill(samples, size, steps, encoding=enc, **common)
+        dec, flops = distilled.decoder.eval(), distilled.material.flops_per_pixel()
 
     def score(s) -> float:
         with torch.no_grad():
@@ -86,7 +98,7 @@ def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: 
 
     pick = np.random.default_rng(0).choice(len(samples.uv), min(200_000, len(samples.uv)), replace=False)
     train = N.ViewSamples(samples.uv[pick], samples.view[pick], samples.rgb[pick])
-    return {"variant": variant, "feature_size": size, "samples": len(samples.uv),
+    return {"variant": variant, "feature_size": size, "samples": len(samples.uv), "flops_per_pixel": flops,
             "heldout_centres": round(float(np.mean([score(s) for s in cache["tests"]])), 2),
             "train": round(float(score(train)), 2), "seconds": round(time.time() - t, 1)}
 

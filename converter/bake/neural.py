@@ -183,13 +183,14 @@ class Distilled:
 
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
             batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
-            encoding: str = "sh2", progress: Callable[[int, int], None] | None = None) -> Distilled:
+            encoding: str = "sh2", hidden: tuple[int, ...] = HIDDEN,
+            progress: Callable[[int, int], None] | None = None) -> Distilled:
     """Fit features (and, unless `shared` gives a decoder whose MLP to keep, the MLP) to samples.
 
     MSE in sRGB (the photos' space, where the error we report is measured); total variation on
     the features spreads colour into texels few samples hit; cosine-decayed Adam.
     """
-    dec = Decoder(size, seed=seed, encoding=shared.encoding if shared is not None else encoding)
+    dec = Decoder(size, hidden, seed=seed, encoding=shared.encoding if shared is not None else encoding)
     groups = [{"params": [dec.features], "lr": lr}]
     if shared is not None:
         dec.mlp.load_state_dict(shared.mlp.state_dict())
