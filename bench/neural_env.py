@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from nrconvert.bake import neural as N
@@ -26,23 +25,17 @@ def equirect_uv(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return u, torch.acos(d[:, 1].clamp(-1, 1)) / math.pi
 
 
-def quantise(t: torch.Tensor) -> torch.Tensor:
-    t = t.clamp(0, 1)
-    return t + (torch.round(t * 255) / 255 - t).detach()
-
-
-class EnvDecoder(torch.nn.Module):
+class EnvDecoder(N.Decoder):
     """Features (8-bit) + n . v -> hidden -> 6 linear outputs; colour = sigmoid(a + b * env(mirror)).
 
-    `with_sh` also feeds SH2 of the mirrored direction (as `sh2_reflected`); the samples must come
-    from a reflected encoding with n . v (`sh2_reflected_nv`): view = (mirror, n . v, normal)."""
+    The features, their dequantisation and lookup are `bake.neural.Decoder`'s. `with_sh` also
+    feeds SH2 of the mirrored direction; the samples must come from `sh2_reflected_nv`:
+    view = (mirror, n . v, normal)."""
 
     def __init__(self, size: int, hidden: tuple[int, ...] = (12, 12), env_width: int = 128,
                  with_sh: bool = False, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.features = torch.nn.Parameter(0.5 + 0.05 * torch.randn(1, N_FEATURES, size, size, generator=g))
-        self.scale, self.offset = torch.nn.Parameter(torch.ones(N_FEATURES)), torch.nn.Parameter(torch.zeros(N_FEATURES))
+        super().__init__(size, hidden, seed=seed, encoding="sh2_reflected_nv")
+        g = torch.Generator().manual_seed(seed + 1)
         self.env = torch.nn.Parameter(0.5 + 0.05 * torch.randn(1, 3, env_width // 2, env_width, generator=g))
         self.env_scale, self.env_offset = torch.nn.Parameter(4 * torch.ones(3)), torch.nn.Parameter(-2 * torch.ones(3))
         self.with_sh = with_sh
@@ -52,7 +45,7 @@ class EnvDecoder(torch.nn.Module):
 
     def environment(self, d: torch.Tensor) -> torch.Tensor:
         """Bilinear lookup, wrapping in u (a column copied to each side), clamped in v."""
-        e = quantise(self.env)
+        e = N.quantise_8bit(self.env)
         e = torch.cat([e[..., -1:], e, e[..., :1]], -1)
         w = e.shape[-1] - 2
         u, v = equirect_uv(d)
@@ -61,9 +54,7 @@ class EnvDecoder(torch.nn.Module):
         return s[0, :, :, 0].t() * self.env_scale + self.env_offset
 
     def forward(self, uv: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-        grid = (uv * 2 - 1)[None, :, None, :]
-        f = F.grid_sample(quantise(self.features), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        parts = [f[0, :, :, 0].t() * self.scale + self.offset, view[:, 3:4]]
+        parts = [self.sample_features(uv), view[:, 3:4]]
         if self.with_sh:
             parts.insert(1, N.sh2_torch(view[:, :3]))
         x = torch.cat(parts, -1)
@@ -76,23 +67,13 @@ class EnvDecoder(torch.nn.Module):
 def distill_env(samples: N.ViewSamples, size: int, steps: int, *, hidden: tuple[int, ...] = (12, 12),
                 env_width: int = 128, with_sh: bool = False, batch: int = 16384, lr: float = 0.03,
                 tv: float = 1e-2, env_tv: float = 1e-3, seed: int = 0) -> EnvDecoder:
-    """The pipeline's schedule (`bake.neural.distill`: cosine-decayed Adam, MLP at a third of the
-    texels' rate, TV on the features) with the environment learnt as a texture."""
+    """The pipeline's fit (`bake.neural.fit`: cosine-decayed Adam, the MLP at a third of the
+    texels' rate, TV on the features) with the environment learnt beside the features."""
     dec = EnvDecoder(size, hidden, env_width, with_sh, seed)
     mlp = [*dec.mlp.parameters(), dec.scale, dec.offset, dec.env_scale, dec.env_offset]
-    opt = torch.optim.Adam([{"params": [dec.features, dec.env], "lr": lr}, {"params": mlp, "lr": lr / 3}],
-                           betas=(0.9, 0.99))
-    base = [g["lr"] for g in opt.param_groups]
-    uv, view, rgb = (torch.from_numpy(getattr(samples, k)) for k in ("uv", "view", "rgb"))
-    g = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        for grp, b in zip(opt.param_groups, base):
-            grp["lr"] = b * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / steps)))
-        idx = torch.randint(0, len(uv), (min(batch, len(uv)),), generator=g)
-        loss = F.mse_loss(dec(uv[idx], view[idx]), rgb[idx]) + tv * N._tv(dec.features) + env_tv * N._tv(dec.env)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    groups = [{"params": [dec.features, dec.env], "lr": lr}, {"params": mlp, "lr": lr / 3}]
+    N.fit(dec, groups, samples, steps, batch=batch, seed=seed,
+          prior=lambda: tv * N._tv(dec.features) + env_tv * N._tv(dec.env))
     return dec.eval()
 
 

@@ -133,6 +133,12 @@ def sh2_torch(d: torch.Tensor) -> torch.Tensor:
                         SH_C2[3] * x * z, SH_C2[4] * (x * x - y * y)], -1)
 
 
+def quantise_8bit(t: torch.Tensor) -> torch.Tensor:
+    """Values on the 8-bit grid in [0, 1], with straight-through gradients: the file holds what was trained."""
+    t = t.clamp(0, 1)
+    return t + (torch.round(t * 255) / 255 - t).detach()
+
+
 class Decoder(torch.nn.Module):
     """The trainable twin of `export.neural.decode`: same layout, same quantisation."""
 
@@ -148,15 +154,17 @@ class Decoder(torch.nn.Module):
         self.mlp = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def quantised(self) -> torch.Tensor:
-        """Features on the 8-bit grid, with straight-through gradients."""
-        f = self.features.clamp(0, 1)
-        return f + (torch.round(f * 255) / 255 - f).detach()
+        return quantise_8bit(self.features)
 
-    def forward(self, uv: torch.Tensor, view: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+    def sample_features(self, uv: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 8) dequantised features, bilinear at `uv`, clamped to the edge (the format's lookup)."""
         feats = self.quantised() if feats is None else feats
         grid = (uv * 2 - 1)[None, :, None, :]
         f = F.grid_sample(feats, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        x = torch.cat([f[0, :, :, 0].t() * self.scale + self.offset, sh2_torch(view[:, :3]), view[:, 3:]], -1)
+        return f[0, :, :, 0].t() * self.scale + self.offset
+
+    def forward(self, uv: torch.Tensor, view: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+        x = torch.cat([self.sample_features(uv, feats), sh2_torch(view[:, :3]), view[:, 3:]], -1)
         for i, layer in enumerate(self.mlp):
             x = layer(x)
             x = torch.relu(x) if i < len(self.mlp) - 1 else torch.sigmoid(x)
@@ -199,6 +207,16 @@ def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | No
             p.requires_grad_(False)
     else:
         groups.append({"params": [*dec.mlp.parameters(), dec.scale, dec.offset], "lr": lr * mlp_lr})
+    history = fit(dec, groups, samples, steps, batch=batch, prior=lambda: tv * _tv(dec.features), seed=seed,
+                  progress=progress)
+    return Distilled(dec.export(observed_texels(samples.uv, size)), dec, history)
+
+
+def fit(dec: torch.nn.Module, groups: list[dict], samples: ViewSamples, steps: int, *, batch: int,
+        prior: Callable[[], torch.Tensor], seed: int = 0,
+        progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Minibatch MSE of `dec(uv, view)` against the samples plus `prior()`, Adam over `groups`
+    with each group's rate cosine-decayed to 5 %; returns the MSE every 100 steps."""
     opt = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)
     base = [g["lr"] for g in groups]
     uv, view, rgb = (torch.from_numpy(getattr(samples, k)) for k in ("uv", "view", "rgb"))
@@ -209,15 +227,14 @@ def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | No
             grp["lr"] = b * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / steps)))
         idx = torch.randint(0, len(uv), (min(batch, len(uv)),), generator=g)
         loss = F.mse_loss(dec(uv[idx], view[idx]), rgb[idx])
-        total = loss + tv * _tv(dec.features)
         opt.zero_grad(set_to_none=True)
-        total.backward()
+        (loss + prior()).backward()
         opt.step()
         if step % 100 == 0 or step == steps - 1:
             history.append({"step": step, "mse": float(loss.detach())})
             if progress:
                 progress(step + 1, steps)
-    return Distilled(dec.export(observed_texels(samples.uv, size)), dec, history)
+    return history
 
 
 def _tv(f: torch.Tensor) -> torch.Tensor:
