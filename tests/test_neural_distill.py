@@ -104,3 +104,19 @@ def test_cameras_between_photos_look_at_the_object():
         to_origin = -f.c2w[:3, 3] / np.linalg.norm(f.c2w[:3, 3])
         assert forward @ to_origin > 0.99  # still aimed at the object
         assert 3.5 < np.linalg.norm(f.c2w[:3, 3]) < 4.2  # between two cameras on the ring
+
+
+def test_distill_builds_the_widths_it_is_given_and_the_reference_decodes_them():
+    """`hidden` reaches the exported layers, and the file's decoder reproduces the trained one."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    view = rng.normal(size=(n, 3))
+    view /= np.linalg.norm(view, axis=1, keepdims=True)
+    samples = ViewSamples(rng.random((n, 2), dtype=np.float32), view.astype(np.float32),
+                          rng.random((n, 3), dtype=np.float32))
+    out = distill(samples, 16, 30, batch=1024, hidden=(10, 6))
+    assert [layer.weights.shape for layer in out.material.layers] == [(10, 17), (6, 10), (3, 6)]
+    import torch
+    with torch.no_grad():
+        trained = out.decoder(torch.from_numpy(samples.uv[:50]), torch.from_numpy(samples.view[:50])).numpy()
+    np.testing.assert_allclose(decode(out.material, samples.uv[:50], samples.view[:50]), trained, atol=1e-4)
