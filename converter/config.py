@@ -72,8 +72,12 @@ class Config:
     neural_steps: int = 4000  # LOD0's distillation iterations; lower LODs get a third
     neural_field_views: int = 40  # field renders from cameras between the photos, as extra supervision
     # the decoder's view input: sh2_reflected_nv (the view mirrored about NORMAL, for gloss, plus
-    # n.v and the normal), sh2_reflected (the mirror alone) or sh2 (docs/neural_material.md)
+    # n.v and the normal), sh2_reflected (the mirror alone), sh2, or nv (n.v only: for a material
+    # with an environment, which reads the mirror) (docs/neural_material.md)
     neural_encoding: str = "sh2_reflected_nv"
+    # a learnt environment the decoder modulates (equirect, this many texels around, half as many
+    # high; 0: none): colour = sigmoid(a + b * env(mirror)); needs a mirrored encoding
+    neural_environment: int = 0
 
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
@@ -95,7 +99,7 @@ PRESETS: dict[str, dict] = {
 
 
 CHOICES = {"pbr_light": ("map", "sg"), "color_input": ("reflect", "view"),
-           "neural_encoding": ("sh2_reflected_nv", "sh2_reflected", "sh2")}
+           "neural_encoding": ("sh2_reflected_nv", "sh2_reflected", "sh2", "nv")}
 
 
 def _parse_bool(text: str) -> bool:
@@ -122,7 +126,16 @@ def make_config(preset: str = "balanced", overrides: dict | None = None) -> Conf
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
+    _check_environment(cfg)
     return cfg
+
+
+def _check_environment(cfg: Config) -> None:
+    width = cfg.neural_environment
+    if width and (width < 8 or width > 1024 or width & (width - 1)):
+        raise ValueError(f"neural_environment must be 0 or a power of two from 8 to 1024, got {width}")
+    if width and cfg.neural_encoding == "sh2":
+        raise ValueError("neural_environment needs a mirrored neural_encoding (nv, sh2_reflected_nv or sh2_reflected)")
 
 
 def config_from_options(preset: str, sets: list[str], lods: int | None = None, texture_size: int | None = None,

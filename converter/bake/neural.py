@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -139,19 +141,49 @@ def quantise_8bit(t: torch.Tensor) -> torch.Tensor:
     return t + (torch.round(t * 255) / 255 - t).detach()
 
 
-class Decoder(torch.nn.Module):
-    """The trainable twin of `export.neural.decode`: same layout, same quantisation."""
+def equirect_grid(d: torch.Tensor, width: int) -> torch.Tensor:
+    """grid_sample coordinates of `export.neural.equirect_uv` in an environment padded with one
+    wrapped column on each side (so bilinear lookups repeat in u)."""
+    u = torch.atan2(d[:, 0], -d[:, 2]) / (2 * math.pi) + 0.5
+    v = torch.acos(d[:, 1].clamp(-1, 1)) / math.pi
+    return torch.stack([(u * width + 1) / (width + 2) * 2 - 1, v * 2 - 1], -1)[None, :, None, :]
 
-    def __init__(self, size: int, hidden: tuple[int, ...] = HIDDEN, seed: int = 0, encoding: str = "sh2") -> None:
+
+class Decoder(torch.nn.Module):
+    """The trainable twin of `export.neural.decode`: same layout, same quantisation; with
+    `env_width` a learnt environment (env_width x env_width / 2, 8-bit) that the last layer's six
+    outputs (a, b) modulate: colour = sigmoid(a + b * env(mirror))."""
+
+    def __init__(self, size: int, hidden: tuple[int, ...] = HIDDEN, seed: int = 0, encoding: str = "sh2",
+                 env_width: int = 0) -> None:
         super().__init__()
         self.encoding = encoding  # the samples' directions are already reflected when it says so
         g = torch.Generator().manual_seed(seed)
         self.features = torch.nn.Parameter(0.5 + 0.05 * torch.randn(1, N_FEATURES, size, size, generator=g))
         self.scale = torch.nn.Parameter(torch.ones(N_FEATURES))
         self.offset = torch.nn.Parameter(torch.zeros(N_FEATURES))
-        dims = (mlp_input_size(encoding),) + tuple(hidden) + (3,)
+        self.env = None
+        if env_width:
+            g = torch.Generator().manual_seed(seed + 1)
+            self.env = torch.nn.Parameter(0.5 + 0.05 * torch.randn(1, 3, env_width // 2, env_width, generator=g))
+            self.env_scale = torch.nn.Parameter(torch.full((3,), 4.0))
+            self.env_offset = torch.nn.Parameter(torch.full((3,), -2.0))
+        dims = (mlp_input_size(encoding),) + tuple(hidden) + (6 if env_width else 3,)
         torch.manual_seed(seed)
         self.mlp = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def head_parameters(self) -> list[torch.nn.Parameter]:
+        """What a lower LOD shares with LOD0: everything but its own features."""
+        extra = [] if self.env is None else [self.env, self.env_scale, self.env_offset]
+        return [*self.mlp.parameters(), self.scale, self.offset, *extra]
+
+    def environment(self, mirrored: torch.Tensor) -> torch.Tensor:
+        """(N, 3) dequantised environment along unit mirrored directions (the format's lookup)."""
+        e = quantise_8bit(self.env)
+        e = torch.cat([e[..., -1:], e, e[..., :1]], -1)
+        s = F.grid_sample(e, equirect_grid(mirrored, self.env.shape[-1]), mode="bilinear", padding_mode="border",
+                          align_corners=False)
+        return s[0, :, :, 0].t() * self.env_scale + self.env_offset
 
     def quantised(self) -> torch.Tensor:
         return quantise_8bit(self.features)
@@ -164,11 +196,14 @@ class Decoder(torch.nn.Module):
         return f[0, :, :, 0].t() * self.scale + self.offset
 
     def forward(self, uv: torch.Tensor, view: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
-        x = torch.cat([self.sample_features(uv, feats), sh2_torch(view[:, :3]), view[:, 3:]], -1)
-        for i, layer in enumerate(self.mlp):
-            x = layer(x)
-            x = torch.relu(x) if i < len(self.mlp) - 1 else torch.sigmoid(x)
-        return x
+        extra = [view[:, 3:]] if self.encoding == "nv" else [sh2_torch(view[:, :3]), view[:, 3:]]
+        x = torch.cat([self.sample_features(uv, feats), *extra], -1)
+        for layer in self.mlp[:-1]:
+            x = torch.relu(layer(x))
+        x = self.mlp[-1](x)
+        if self.env is None:
+            return torch.sigmoid(x)
+        return torch.sigmoid(x[:, :3] + x[:, 3:] * self.environment(view[:, :3]))
 
     def export(self, observed: np.ndarray) -> NeuralMaterial:
         """The quantised features (padded from observed texels into the rest) and the MLP."""
@@ -176,10 +211,20 @@ class Decoder(torch.nn.Module):
             f = self.quantised()[0].permute(1, 2, 0).numpy()
         f = pad_texture(f, observed)
         feats = np.clip(np.round(f * 255), 0, 255).astype(np.uint8)
+        last = "sigmoid" if self.env is None else "linear"
         layers = [Layer(m.weight.detach().numpy().astype(np.float32), m.bias.detach().numpy().astype(np.float32),
-                        "relu" if i < len(self.mlp) - 1 else "sigmoid") for i, m in enumerate(self.mlp)]
-        return NeuralMaterial(feats, self.scale.detach().numpy().astype(np.float32),
-                              self.offset.detach().numpy().astype(np.float32), layers, self.encoding)
+                        "relu" if i < len(self.mlp) - 1 else last) for i, m in enumerate(self.mlp)]
+        mat = NeuralMaterial(feats, _f32(self.scale), _f32(self.offset), layers, self.encoding)
+        if self.env is not None:
+            with torch.no_grad():
+                env = self.env.clamp(0, 1)[0].permute(1, 2, 0).numpy()
+            mat.environment = np.clip(np.round(env * 255), 0, 255).astype(np.uint8)
+            mat.env_scale, mat.env_offset = _f32(self.env_scale), _f32(self.env_offset)
+        return mat
+
+
+def _f32(p: torch.Tensor) -> np.ndarray:
+    return p.detach().numpy().astype(np.float32)
 
 
 @dataclass
@@ -191,24 +236,33 @@ class Distilled:
 
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
             batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
-            encoding: str = "sh2", hidden: tuple[int, ...] = HIDDEN,
+            encoding: str = "sh2", hidden: tuple[int, ...] = HIDDEN, env_width: int = 0, env_tv: float = 1e-3,
             progress: Callable[[int, int], None] | None = None) -> Distilled:
-    """Fit features (and, unless `shared` gives a decoder whose MLP to keep, the MLP) to samples.
+    """Fit features (and, unless `shared` gives a decoder whose MLP and environment to keep, the
+    MLP and environment) to samples.
 
     MSE in sRGB (the photos' space, where the error we report is measured); total variation on
-    the features spreads colour into texels few samples hit; cosine-decayed Adam.
+    the features spreads colour into texels few samples hit (and, lighter, on the environment
+    into directions few mirrors saw); cosine-decayed Adam.
     """
-    dec = Decoder(size, hidden, seed=seed, encoding=shared.encoding if shared is not None else encoding)
+    if shared is not None:
+        encoding, env_width = shared.encoding, 0 if shared.env is None else shared.env.shape[-1]
+    dec = Decoder(size, hidden, seed=seed, encoding=encoding, env_width=env_width)
+    texels = [dec.features] + ([] if dec.env is None else [dec.env])
+    head = [p for p in dec.head_parameters() if p is not dec.env]
     groups = [{"params": [dec.features], "lr": lr}]
     if shared is not None:
-        dec.mlp.load_state_dict(shared.mlp.state_dict())
-        dec.scale.data.copy_(shared.scale.data); dec.offset.data.copy_(shared.offset.data)
-        for p in (*dec.mlp.parameters(), dec.scale, dec.offset):
-            p.requires_grad_(False)
+        for mine, theirs in zip(dec.head_parameters(), shared.head_parameters()):
+            mine.data.copy_(theirs.data)
+            mine.requires_grad_(False)
     else:
-        groups.append({"params": [*dec.mlp.parameters(), dec.scale, dec.offset], "lr": lr * mlp_lr})
-    history = fit(dec, groups, samples, steps, batch=batch, prior=lambda: tv * _tv(dec.features), seed=seed,
-                  progress=progress)
+        groups = [{"params": texels, "lr": lr}, {"params": head, "lr": lr * mlp_lr}]
+
+    def prior() -> torch.Tensor:
+        out = tv * _tv(dec.features)
+        return out if dec.env is None or shared is not None else out + env_tv * _tv(dec.env)
+
+    history = fit(dec, groups, samples, steps, batch=batch, prior=prior, seed=seed, progress=progress)
     return Distilled(dec.export(observed_texels(samples.uv, size)), dec, history)
 
 

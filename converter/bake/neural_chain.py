@@ -44,6 +44,7 @@ def distill_lods(tf, lods: list[Lod], frames: list[Frame], up_axis: str, cfg: Co
         size = feature_size(len(samples.uv), coverage, min(MAX_FEATURE_SIZE, lod.maps.size[0]))
         steps = cfg.neural_steps if k == 0 else max(1, cfg.neural_steps // 3)
         result = distill(samples, size, steps, shared=shared, seed=cfg.seed, encoding=enc,
+                         env_width=cfg.neural_environment,
                          progress=lambda d, t, k=k: say(f"neural LOD{k}", d, t))
         shared = shared or result.decoder
         out.append(result.material)
@@ -57,9 +58,11 @@ def save_neural(folder: Path, materials: list[NeuralMaterial], history: list[dic
     (folder / "neural.json").unlink(missing_ok=True)
     for k, mat in enumerate(materials):
         tmp = folder / f".lod{k}.tmp.npz"
-        np.savez(tmp, features=mat.features)
+        extra = {} if mat.environment is None else {"environment": mat.environment}
+        np.savez(tmp, features=mat.features, **extra)
         tmp.replace(folder / f"lod{k}.npz")
-    meta = {"materials": [m.to_json((0, 1)) for m in materials], "history": history}
+    meta = {"materials": [m.to_json((0, 1), None if m.environment is None else 2) for m in materials],
+            "history": history}
     tmp = folder / ".neural.json.tmp"
     tmp.write_text(json.dumps(meta))
     tmp.replace(folder / "neural.json")  # written last: marks the folder complete
@@ -71,7 +74,8 @@ def load_neural(folder: Path) -> list[NeuralMaterial]:
     for k, ext in enumerate(meta["materials"]):
         with np.load(folder / f"lod{k}.npz", allow_pickle=False) as z:
             feats = z["features"]
-        out.append(from_json(ext, (feats[..., :4], feats[..., 4:])))
+            env = z["environment"] if "environment" in z.files else None
+        out.append(from_json(ext, (feats[..., :4], feats[..., 4:]), env))
     return out
 
 

@@ -8,6 +8,7 @@ PBR maps (older code paths) keeps the unlit captured material as its default and
 """
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -56,6 +57,27 @@ def _data_sampler(gltf: gl.GLTF2) -> int:
     return len(gltf.samplers) - 1
 
 
+def _environment_sampler(gltf: gl.GLTF2) -> int:
+    """Bilinear without mipmaps, repeating around (u is the azimuth) and clamped at the poles."""
+    for i, s in enumerate(gltf.samplers):
+        if (s.minFilter, s.magFilter, s.wrapS, s.wrapT) == (gl.LINEAR, gl.LINEAR, gl.REPEAT, gl.CLAMP_TO_EDGE):
+            return i
+    _sampler(gltf)
+    gltf.samplers.append(gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR, wrapS=gl.REPEAT,
+                                    wrapT=gl.CLAMP_TO_EDGE))
+    return len(gltf.samplers) - 1
+
+
+def _environment_texture(gltf: gl.GLTF2, blob: Blob, env: np.ndarray) -> int:
+    """The neural environment's texture, embedded once: LODs share LOD0's decoder and with it
+    one environment, so a texture of the same content is reused by name."""
+    name = "neural_environment_" + hashlib.sha1(np.ascontiguousarray(env).tobytes()).hexdigest()[:12]
+    for i, tex in enumerate(gltf.textures):
+        if tex.name == name:
+            return i
+    return add_texture(gltf, blob, env, name, _environment_sampler(gltf))
+
+
 def add_texture(gltf: gl.GLTF2, blob: Blob, img: np.ndarray, name: str, sampler: int | None = None) -> int:
     """Embed `img` as a PNG image and return the index of a texture reading it."""
     view = blob.view(encode_png(img))
@@ -66,12 +88,13 @@ def add_texture(gltf: gl.GLTF2, blob: Blob, img: np.ndarray, name: str, sampler:
 
 
 def neural_extension(gltf: gl.GLTF2, blob: Blob, neural: NeuralMaterial, suffix: str) -> dict:
-    """`NRC_neural_material` JSON with its two feature textures embedded."""
+    """`NRC_neural_material` JSON with its two feature textures (and environment) embedded."""
     a, b = neural.textures()
     sampler = _data_sampler(gltf)
     ids = (add_texture(gltf, blob, a, f"features0{suffix}", sampler),
            add_texture(gltf, blob, b, f"features1{suffix}", sampler))
-    return neural.to_json(ids)
+    env = None if neural.environment is None else _environment_texture(gltf, blob, neural.environment)
+    return neural.to_json(ids, env)
 
 
 def add_captured_material(gltf: gl.GLTF2, blob: Blob, captured: np.ndarray, suffix: str,

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .neural import EXTENSION as NEURAL, NeuralMaterial, NeuralMaterialError, from_json, uses_normals
+from .neural import (EXTENSION as NEURAL, NeuralMaterial, NeuralMaterialError, environment_texture_index, from_json,
+                     uses_normals)
 
 MAX_GLB_BYTES = 2 << 30
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -135,7 +136,8 @@ def neural_material(glb: Glb, material_index: int) -> NeuralMaterial | None:
         images = tuple(texture_image(glb, ref["index"]) for ref in refs)
         if len(images) != 2:
             raise NeuralMaterialError("featureTextures must list two textures")
-        return from_json(ext, images)
+        env = environment_texture_index(ext)
+        return from_json(ext, images, None if env is None else texture_image(glb, env))
     except (KeyError, TypeError) as exc:
         raise GlbError(f"materials[{material_index}].{NEURAL} is malformed ({exc!r})") from None
     except NeuralMaterialError as exc:
