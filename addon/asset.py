@@ -7,8 +7,10 @@
   every node into the scene collection), they move to LOD0's collection;
 - metadata (`asset.extras.nrconvert`) on the root and the scene;
 - the estimated light (`environment.uri`, an .hdr beside the GLB) as a world;
-- NRC_neural_material: feature textures decoded by Blender from the GLB's bytes, checked with the
-  vendored reference parser, then `neural_nodes.apply_neural` (the preview node group).
+- NRC_neural_material: feature textures (and a 1.1 environment's texture, one image per texture
+  however many materials share it, kept on the material as the ID property ENVIRONMENT_KEY)
+  decoded by Blender from the GLB's bytes, checked with the vendored reference parser, then
+  `neural_nodes.apply_neural` (the preview node group).
 Each step that finds bad data warns through `note` and leaves the plain import's fallback.
 """
 from __future__ import annotations
@@ -31,6 +33,8 @@ CAMERAS_NODE = "capture_cameras"
 LOD_NAME = re.compile(r"^(.*)_LOD(\d+)$")
 NOMINAL_VIEW = (0.36, 0.36 * 9 / 16)  # tan(half fov) of a 50 mm lens on 36 mm, 16:9
 BLENDER_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+# Material ID property: the NRC_neural_material environment's image (the exporter writes it back)
+ENVIRONMENT_KEY = "nrc_neural_environment"
 
 
 def _nodes(doc: dict) -> list:
@@ -223,19 +227,34 @@ def load_feature_image(png: bytes, name: str):
     return image
 
 
-def rgba8(image) -> np.ndarray:
-    """(H, W, 4) uint8 of an RGBA8 image, top row first; ValueError when it did not decode."""
+def rgba8(image, depths: tuple = (32,)) -> np.ndarray:
+    """(H, W, 4) uint8 of an RGBA8 image (or another 8-bit one of `depths` bits per pixel), top
+    row first; ValueError when it did not decode."""
     w, h = image.size
     if w * h == 0 or not image.has_data:
-        raise ValueError(f"feature texture {image.name!r} does not decode as an image")
-    if image.depth != 32:
-        raise ValueError(f"feature texture {image.name!r} is not RGBA8 ({image.depth} bits per pixel)")
+        raise ValueError(f"texture {image.name!r} does not decode as an image")
+    if image.is_float or image.depth not in depths:
+        raise ValueError(f"texture {image.name!r} is not {'RGBA8' if depths == (32,) else 'RGB(A)8'} "
+                         f"({image.depth} bits per pixel)")
     px = np.empty(w * h * 4, np.float32)
     image.pixels.foreach_get(px)
     return np.clip(np.rint(px * 255.0), 0, 255).astype(np.uint8).reshape(h, w, 4)[::-1]
 
 
-def _feature_images(session, ext: dict, mat_name: str) -> tuple:
+def _environment_image(session, ext: dict, loaded: dict):
+    """The bpy Image of the extension's environment texture (None without one), loaded once per
+    texture index into `loaded`; ValueError when the reference or the image is bad."""
+    index = neural.environment_texture_index(ext)
+    if index is None:
+        return None
+    if index not in loaded:
+        png, _ = glb_io.image_bytes(session.doc, session.binary, index)
+        loaded[index] = load_feature_image(png, f"neural_environment{index}")
+    return loaded[index]
+
+
+def _feature_images(session, ext: dict, mat_name: str, loaded: dict) -> tuple:
+    """(feature image 0, feature image 1, environment image or None), checked together."""
     refs = ext.get("featureTextures")
     if not isinstance(refs, list) or len(refs) != 2 or not all(isinstance(r, dict) for r in refs):
         raise ValueError("featureTextures must be two texture references")
@@ -244,16 +263,20 @@ def _feature_images(session, ext: dict, mat_name: str) -> tuple:
         for k, ref in enumerate(refs):
             png, _ = glb_io.image_bytes(session.doc, session.binary, ref.get("index"))
             images.append(load_feature_image(png, f"{mat_name}_features{k}"))
-        neural.from_json(ext, tuple(rgba8(img) for img in images))
+        env = _environment_image(session, ext, loaded)
+        neural.from_json(ext, tuple(rgba8(img) for img in images),
+                         None if env is None else rgba8(env, (24, 32))[..., :3])
     except ValueError:
         for img in images:
             bpy.data.images.remove(img)
         raise
-    return tuple(images)
+    return (*images, env)
 
 
 def apply_neural_materials(session, root) -> None:
-    """Every material with NRC_neural_material: store it for export, build the preview."""
+    """Every material with NRC_neural_material: store it for export, build the preview.
+    Environment images no valid material uses are removed at the end."""
+    loaded = {}
     for index, mat_json in enumerate(session.doc.get("materials") or []):
         ext = ((mat_json.get("extensions") or {}) if isinstance(mat_json, dict) else {}).get(neural.EXTENSION)
         mat = session.materials.get(index)
@@ -262,20 +285,27 @@ def apply_neural_materials(session, root) -> None:
         try:
             if not isinstance(ext, dict):
                 raise ValueError(f"{neural.EXTENSION} must be a JSON object")
-            images = _feature_images(session, ext, mat.name)
+            *images, env = _feature_images(session, ext, mat.name, loaded)
         except ValueError as exc:
             session.note("WARNING", f"{mat.name}: {neural.EXTENSION} ignored ({exc}); showing the "
                          "unlit fallback texture")
             continue
         data = mat.nrconvert
-        data.neural_json = json.dumps({k: v for k, v in ext.items() if k != "featureTextures"})
+        stored = {k: v for k, v in ext.items() if k != "featureTextures"}
+        if env is not None:  # the texture index is the file's: the exporter writes its own
+            stored["environment"] = {k: v for k, v in ext["environment"].items() if k != "texture"}
+            mat[ENVIRONMENT_KEY] = env
+        data.neural_json = json.dumps(stored)
         data.feature_image_0, data.feature_image_1 = images
         data.fallback_image = next((n.image for n in mat.node_tree.nodes
                                     if n.type == "TEX_IMAGE" and n.image is not None), None)
-        _preview(session, mat, ext, images)
+        _preview(session, mat, ext, tuple(images), env)
+    for image in loaded.values():
+        if image.users == 0:
+            bpy.data.images.remove(image)
 
 
-def _preview(session, mat, ext: dict, images: tuple) -> None:
+def _preview(session, mat, ext: dict, images: tuple, environment=None) -> None:
     try:
         from . import neural_nodes
     except ImportError as exc:
@@ -283,7 +313,7 @@ def _preview(session, mat, ext: dict, images: tuple) -> None:
                      "showing the unlit fallback texture")
         return
     try:
-        neural_nodes.apply_neural(mat, ext, images)
+        neural_nodes.apply_neural(mat, ext, images, environment)
     except Exception as exc:  # ValueError for bad data; anything else must not escape either
         session.note("WARNING", f"{mat.name}: neural preview failed ({exc}); showing the unlit "
                      "fallback texture")

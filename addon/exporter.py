@@ -6,7 +6,8 @@ Blender's exporter does the geometry and standard materials; `glTF2ExportUserExt
 (found on the add-on's top level) adds ours while `nrconvert.export_glb` runs (inert otherwise):
 - gather_asset_hook: asset.extras.nrconvert;
 - gather_node_hook: remembers which glTF node each object became;
-- gather_material_hook: NRC_neural_material, its feature textures built as glTF objects that the
+- gather_material_hook: NRC_neural_material, its feature textures (and a 1.1 environment's
+  texture, one per image however many materials share it) built as glTF objects that the
   exporter then numbers and packs like its own;
 - gather_gltf_hook (before anything is numbered): MSFT_lod on LOD0 pointing at the lower LOD
   nodes, which leave the scene tree (only LOD0 is a root, as the converter writes it); the
@@ -29,12 +30,13 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from . import lod
+from .asset import ENVIRONMENT_KEY
 from .importer import first_error_line
 from ._vendor import neural
 from .properties import SubPanel, active_asset
 
 MSFT_LOD, COVERAGE_KEY = "MSFT_lod", "MSFT_screencoverage"
-LINEAR, CLAMP = 9729, 33071
+LINEAR, CLAMP, REPEAT = 9729, 33071, 10497
 _export = {"current": None}
 
 
@@ -44,6 +46,7 @@ class ExportSession:
         self.metadata = root.nrconvert.metadata_dict()
         self.levels = [lvl for lvl in root.nrconvert.lods if lvl.object is not None]
         self.nodes: dict = {}  # object name -> gltf2_io.Node
+        self.environments: dict = {}  # image name -> gltf2_io.TextureInfo (one texture for all LODs)
 
 
 def png_rgba8(image) -> bytes:
@@ -97,16 +100,22 @@ class glTF2ExportUserExtension:  # noqa: N801 (the glTF add-on looks for this ex
         from io_scene_gltf2.io.com import gltf2_io
         from io_scene_gltf2.io.com.gltf2_io_extensions import Extension
 
-        BinaryData = _binary_data_class()
+        ext = json.loads(data.neural_json)
+        environment = blender_material.get(ENVIRONMENT_KEY)
+        if "environment" in ext and not isinstance(environment, bpy.types.Image):
+            return  # the image is gone: the extension would not decode
         sampler = gltf2_io.Sampler(extensions=None, extras=None, mag_filter=LINEAR, min_filter=LINEAR,
                                    name=None, wrap_s=CLAMP, wrap_t=CLAMP)
-        infos = []
-        for k, image in enumerate((data.feature_image_0, data.feature_image_1)):
-            img = gltf2_io.Image(buffer_view=BinaryData(png_rgba8(image)), extensions=None, extras=None,
-                                 mime_type="image/png", name=f"{blender_material.name}_features{k}", uri=None)
-            tex = gltf2_io.Texture(extensions=None, extras=None, name=None, sampler=sampler, source=img)
-            infos.append(gltf2_io.TextureInfo(extensions=None, extras=None, index=tex, tex_coord=None))
-        ext = dict(json.loads(data.neural_json), featureTextures=infos)
+        infos = [_texture_info(gltf2_io, image, f"{blender_material.name}_features{k}", sampler)
+                 for k, image in enumerate((data.feature_image_0, data.feature_image_1))]
+        ext["featureTextures"] = infos
+        if "environment" in ext:
+            if environment.name not in self.session.environments:
+                repeat = gltf2_io.Sampler(extensions=None, extras=None, mag_filter=LINEAR, min_filter=LINEAR,
+                                          name=None, wrap_s=REPEAT, wrap_t=CLAMP)
+                self.session.environments[environment.name] = _texture_info(
+                    gltf2_io, environment, environment.name, repeat)
+            ext["environment"] = dict(ext["environment"], texture=self.session.environments[environment.name])
         material.extensions = dict(material.extensions or {})
         material.extensions[neural.EXTENSION] = Extension(neural.EXTENSION, ext, required=False)
 
@@ -130,6 +139,14 @@ class glTF2ExportUserExtension:  # noqa: N801 (the glTF add-on looks for this ex
             for node in session.nodes.values():
                 if node.children:
                     node.children = _detach(node.children, lower, root)
+
+
+def _texture_info(gltf2_io, image, name: str, sampler):
+    """A glTF TextureInfo on the image's PNG bytes (the exporter numbers and packs it)."""
+    img = gltf2_io.Image(buffer_view=_binary_data_class()(png_rgba8(image)), extensions=None, extras=None,
+                         mime_type="image/png", name=name, uri=None)
+    tex = gltf2_io.Texture(extensions=None, extras=None, name=None, sampler=sampler, source=img)
+    return gltf2_io.TextureInfo(extensions=None, extras=None, index=tex, tex_coord=None)
 
 
 def _identity(node) -> bool:

@@ -20,6 +20,13 @@ space with Vector Transform and normalised; the decoder wants camera -> surface 
 local axes, and the importer stores glTF (x, y, z) as Blender (x, -z, y), so the node values are
 mapped back (with the sign) inside the folded encoding. The decoder's sRGB output goes through
 the exact piecewise sRGB EOTF (Math nodes), since Blender shades in linear light.
+
+An `environment` (version 1.1) is looked up inside the group at the mirrored direction's equirect
+angles (ARCTAN2, ARCCOSINE), bilinearly by hand: four Closest, REPEAT Image Textures (Non-Color)
+at the surrounding texel centres, the latitude clamped to the outer rows (CLAMP_TO_EDGE in v,
+which one Linear REPEAT lookup would break at the poles; EEVEE would also mipmap it), blended by
+the fractions (neural_math.environment_taps). Its dequantisation and the sigmoid's halving are
+folded into the last layer, so the colour is 0.5 * tanh(a' + b' * t) + 0.5 of the texel values t.
 """
 from __future__ import annotations
 
@@ -29,36 +36,43 @@ import numpy as np
 from ._vendor import neural
 # the numbers (tests read BLENDER_TO_GLTF, camera_to_surface_gltf and decode_folded from here too)
 from .neural_math import (BLENDER_TO_GLTF, SHADING_VALUES, VIEW_MONOMIALS, camera_to_surface_gltf,  # noqa: F401
-                          decode_folded, folded_layers)
+                          decode_folded, environment_coordinates, environment_taps, environment_texels, folded_layers)
 
 GROUP_NODE = "NRC Neural Material"
 FEATURE_NODES = ("NRC Features 0-3", "NRC Features 4-7")
 UV_NODE = "NRC UV"
+# inside the group: the environment's four texel lookups (bottom-left, bottom-right, top-left, top-right)
+ENVIRONMENT_NODES = tuple(f"NRC Environment {t}" for t in ("x0 y0", "x1 y0", "x0 y1", "x1 y1"))
 FALLBACK_KEY = "nrc_fallback_node"  # custom property on the group node: the fallback's name
 SRGB_THRESHOLD = 0.04045
 
 
 # ---------------------------------------------------------------- validation
 
-def image_bytes(image) -> np.ndarray:
-    """(H, W, 4) uint8 of an 8-bit RGBA Blender image, top row first (glTF's order)."""
+def image_bytes(image, what: str = "feature image", depths: tuple = (32,)) -> np.ndarray:
+    """(H, W, 4) uint8 of an 8-bit Blender image (RGBA8, or another of `depths` bits per pixel),
+    top row first (glTF's order)."""
     w, h = image.size
     if w == 0 or h == 0:
-        raise neural.NeuralMaterialError(f"feature image {image.name!r} has no pixels (missing or unreadable)")
+        raise neural.NeuralMaterialError(f"{what} {image.name!r} has no pixels (missing or unreadable)")
     px = np.empty(w * h * 4, np.float32)
     image.pixels.foreach_get(px)
-    if image.is_float or image.depth != 32:
-        raise neural.NeuralMaterialError(f"feature image {image.name!r} is not RGBA8 ({image.depth} bits per pixel)")
+    if image.is_float or image.depth not in depths:
+        raise neural.NeuralMaterialError(f"{what} {image.name!r} is not {'RGBA8' if depths == (32,) else 'RGB(A)8'} "
+                                         f"({image.depth} bits per pixel)")
     return np.rint(px.reshape(h, w, 4)[::-1] * 255.0).astype(np.uint8)
 
 
-def parse(ext: dict, images: tuple) -> neural.NeuralMaterial:
-    """The extension checked against its two images: NeuralMaterialError (a ValueError) when the
-    file is malformed in any way the spec names. Reads the images' raw bytes (byte buffers are
-    raw whatever the colour space) and changes nothing, so a bad file leaves no trace."""
+def parse(ext: dict, images: tuple, environment=None) -> neural.NeuralMaterial:
+    """The extension checked against its two images (and its environment's image, a bpy Image
+    or None): NeuralMaterialError (a ValueError) when the file is malformed in any way the spec
+    names. Reads the images' raw bytes (byte buffers are raw whatever the colour space) and
+    changes nothing, so a bad file leaves no trace."""
     if not isinstance(images, (tuple, list)) or len(images) != 2 or any(i is None for i in images):
         raise neural.NeuralMaterialError("NRC_neural_material needs exactly two feature images")
-    return neural.from_json(ext, (image_bytes(images[0]), image_bytes(images[1])))
+    wanted = environment is not None and isinstance(ext, dict) and ext.get("environment") is not None
+    env = image_bytes(environment, "environment image", (24, 32))[..., :3] if wanted else None
+    return neural.from_json(ext, (image_bytes(images[0]), image_bytes(images[1])), env)
 
 
 def _as_data(image) -> None:
@@ -116,10 +130,11 @@ class _Nodes:
         return node.outputs[0]
 
 
-def _view_values(b: _Nodes, encoding: str) -> list:
-    """Sockets of VIEW_MONOMIALS[encoding]: n = normalize(world -> object (Incoming)), for a
-    reflected encoding first mirrored about the object-space Normal (the importer's NORMAL):
-    the decoder's reflect(-I, N) is -reflect(I, N), and n is the negated decoder direction."""
+def _view_values(b: _Nodes, encoding: str) -> tuple[list, object]:
+    """(sockets of VIEW_MONOMIALS[encoding] and SHADING_VALUES[encoding], the socket of n):
+    n = normalize(world -> object (Incoming)), for a reflected encoding first mirrored about the
+    object-space Normal (the importer's NORMAL): the decoder's reflect(-I, N) is -reflect(I, N),
+    and n is the negated decoder direction."""
     geometry = b.add("ShaderNodeNewGeometry", 0, 6)
     to_object = b.add("ShaderNodeVectorTransform", 1, 6, vector_type="VECTOR",
                       convert_from="WORLD", convert_to="OBJECT")
@@ -137,22 +152,52 @@ def _view_values(b: _Nodes, encoding: str) -> list:
             b.tree.links.new(unit_i, dot.inputs[0])
             b.tree.links.new(unit_n, dot.inputs[1])
             shading = [b.math("MULTIPLY", 3, 9, dot.outputs["Value"], 1.0, clamp=True)]
-            shading += b.separate(unit_n, 3, 8)
+            if len(SHADING_VALUES[encoding]) > 1:
+                shading += b.separate(unit_n, 3, 8)
         view = b.vmath("REFLECT", 2, 7, view, normal.outputs[0])
     n = b.vmath("NORMALIZE", 2, 6, view)
-    comp = dict(zip(("nx", "ny", "nz"), b.separate(n, 3, 6)))
     out = []
-    for i, name in enumerate(VIEW_MONOMIALS[encoding]):
-        p, _, q = name.partition("*")
-        out.append(b.math("MULTIPLY", 4, 6 + i, comp[p], comp[q]) if q else comp[p])
-    return out + shading
+    if VIEW_MONOMIALS[encoding]:
+        comp = dict(zip(("nx", "ny", "nz"), b.separate(n, 3, 6)))
+        for i, name in enumerate(VIEW_MONOMIALS[encoding]):
+            p, _, q = name.partition("*")
+            out.append(b.math("MULTIPLY", 4, 6 + i, comp[p], comp[q]) if q else comp[p])
+    return out + shading, n
+
+
+def _environment(b: _Nodes, n, image, column: float, row: float):
+    """Colour socket of the environment texture (bytes / 255) seen along the group's mirrored n
+    (Blender object axes): the bilinear lookup of neural_math.environment_taps, four Closest
+    REPEAT Image Textures at texel centres blended by (fx, fy)."""
+    w, h = image.size
+    nx, ny, nz = b.separate(n, column, row)
+    x = b.math("MULTIPLY_ADD", column + 1, row, b.math("ARCTAN2", column + 0.5, row, nx, ny), w / (2 * np.pi), -0.5)
+    clamp = b.add("ShaderNodeClamp", column + 1, row + 1, clamp_type="MINMAX")
+    b._feed(clamp, (b.math("MULTIPLY_ADD", column + 1, row + 0.5, b.math("ARCCOSINE", column + 0.5, row + 0.5, nz),
+                           h / np.pi, -0.5), 0.0, h - 1.0))
+    x0 = b.math("FLOOR", column + 1.5, row, x)
+    y0 = b.math("MINIMUM", column + 1.5, row + 1, b.math("FLOOR", column + 1.5, row + 0.5, clamp.outputs[0]), h - 2.0)
+    fx, fy = b.math("SUBTRACT", column + 2, row, x, x0), b.math("SUBTRACT", column + 2, row + 1, clamp.outputs[0], y0)
+    xs = [b.math("MULTIPLY_ADD", column + 2, row + 2 + i, x0, 1.0 / w, (i + 0.5) / w) for i in (0, 1)]
+    ys = [b.math("MULTIPLY_ADD", column + 2, row + 4 + j, y0, 1.0 / h, (j + 0.5) / h) for j in (0, 1)]
+    taps = []
+    for k, (j, i) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        tex = b.add("ShaderNodeTexImage", column + 3, row + 2 * k, image=image, interpolation="Closest",
+                    extension="REPEAT")
+        tex.name = tex.label = ENVIRONMENT_NODES[k]
+        b.tree.links.new(b.combine((xs[i], ys[j], 0.0), column + 2.5, row + 2 * k), tex.inputs["Vector"])
+        taps.append(tex.outputs["Color"])
+    near, far = (b.vmath("MULTIPLY_ADD", column + 4.5, row + k, fx,
+                         b.vmath("SUBTRACT", column + 4, row + k, t1, t0), t0)
+                 for k, (t0, t1) in enumerate((taps[:2], taps[2:])))
+    return b.vmath("MULTIPLY_ADD", column + 5, row, fy, b.vmath("SUBTRACT", column + 4.5, row + 2, far, near), near)
 
 
 def _dense(b: _Nodes, inputs: list, w: np.ndarray, bias: np.ndarray, act: str, column: float
            ) -> tuple[list, float]:
     """One layer: per group of 3 neurons a chain of Vector Math Multiply Add (input broadcast x
     weight column + accumulator) starting from the bias, then the activation. Returns the
-    output sockets and the next free column."""
+    output sockets (the "environment" layer's: its two vectors a', b') and the next free column."""
     end = column + 0.5 * len(inputs)
     outs = []
     for g in range(0, len(bias), 3):
@@ -169,6 +214,9 @@ def _dense(b: _Nodes, inputs: list, w: np.ndarray, bias: np.ndarray, act: str, c
             acc = b.vmath("MULTIPLY_ADD", column + 0.5 * step, g, inputs[k], wg[:, k], acc)
         if act == "relu":
             acc = b.vmath("MAXIMUM", end, g, acc, (0.0, 0.0, 0.0))
+        if act == "environment":
+            outs.append(acc)
+            continue
         values = b.separate(acc, end + 0.7, g)[:rows]
         if act == "sigmoid":
             values = [b.math("TANH", end + 1.5, g + i / 3, v) for i, v in enumerate(values)]
@@ -187,9 +235,10 @@ def _srgb_to_linear(b: _Nodes, c, column: float, row: float):
                   b.math("SUBTRACT", column + 0.5, row + 0.6, high, low), low)
 
 
-def build_group(mat: neural.NeuralMaterial, name: str):
+def build_group(mat: neural.NeuralMaterial, name: str, environment=None):
     """A shader node group: inputs the two feature textures' colour and alpha, outputs `Color`
-    (linear, for an Emission shader) and `sRGB` (the decoder's output as the spec defines it)."""
+    (linear, for an Emission shader) and `sRGB` (the decoder's output as the spec defines it).
+    `environment`: the bpy Image of the material's environment (needed when it has one)."""
     tree = bpy.data.node_groups.new(name, "ShaderNodeTree")
     for sock, kind in (("Features 0-2", "NodeSocketColor"), ("Feature 3", "NodeSocketFloat"),
                        ("Features 4-6", "NodeSocketColor"), ("Feature 7", "NodeSocketFloat")):
@@ -199,12 +248,19 @@ def build_group(mat: neural.NeuralMaterial, name: str):
     b = _Nodes(tree)
     group_in = b.add("NodeGroupInput", -1, 0)
     rgb0, rgb1 = (b.separate(group_in.outputs[i], 0, 2 * i) for i in (0, 2))
-    values = rgb0 + [group_in.outputs[1]] + rgb1 + [group_in.outputs[3]]
-    values += _view_values(b, mat.view_encoding)
+    view, n = _view_values(b, mat.view_encoding)
+    values = rgb0 + [group_in.outputs[1]] + rgb1 + [group_in.outputs[3]] + view
     layers, (gain, shift) = folded_layers(mat)
     column = 6.0
     for w, bias, act in layers:
         values, column = _dense(b, values, w, bias, act, column)
+    if mat.environment is not None:  # values: (a', b'); 0.5 * tanh(a' + b' * t) + 0.5 below
+        if environment is None:
+            raise neural.NeuralMaterialError("the material has an environment but no environment image")
+        texel = _environment(b, n, environment, column - 3.5, 8)
+        s = b.vmath("MULTIPLY_ADD", column, 4, values[1], texel, values[0])
+        values = [b.math("TANH", column + 1, 4 + i / 3, v) for i, v in enumerate(b.separate(s, column + 0.5, 4))]
+        column += 1.5
     srgb = [b.math("MULTIPLY_ADD", column, 2 * i, v, gain[i], shift[i], clamp=True)
             for i, v in enumerate(values)]
     linear = [_srgb_to_linear(b, c, column + 1, 2 * i) for i, c in enumerate(srgb)]
@@ -257,16 +313,20 @@ def _clear_previous(tree) -> None:
         tree.nodes.remove(node)
 
 
-def apply_neural(material, ext: dict, images: tuple) -> None:
+def apply_neural(material, ext: dict, images: tuple, environment=None) -> None:
     """Drive the material's unlit Emission with the NRC_neural_material decoder.
 
-    `images` are the two feature textures (bpy Images, RGBA8); they are set to Non-Color and
-    channel-packed alpha. Raises ValueError (neural.NeuralMaterialError) on malformed data,
-    before the material is touched, so the caller can warn and keep the fallback.
+    `images` are the two feature textures (bpy Images, RGBA8), `environment` the image of the
+    extension's `environment` (RGB(A)8; needed when it has one, ignored otherwise); they are set
+    to Non-Color and channel-packed alpha. Raises ValueError (neural.NeuralMaterialError) on
+    malformed data, before the material is touched, so the caller can warn and keep the fallback.
     """
-    mat = parse(ext, images)
-    for image in images:
-        _as_data(image)
+    mat = parse(ext, images, environment)
+    if mat.environment is None:
+        environment = None
+    for image in (*images, environment):
+        if image is not None:
+            _as_data(image)
     if material.node_tree is None:
         material.use_nodes = True
     tree = material.node_tree
@@ -281,7 +341,7 @@ def apply_neural(material, ext: dict, images: tuple) -> None:
     x, y = emission.location.x - 300, emission.location.y
     group = tree.nodes.new("ShaderNodeGroup")
     group.name = group.label = GROUP_NODE
-    group.node_tree = build_group(mat, f"NRC neural decoder ({material.name})")
+    group.node_tree = build_group(mat, f"NRC neural decoder ({material.name})", environment)
     group.location = (x, y + 250)
     uv = tree.nodes.new("ShaderNodeUVMap")
     uv.name = UV_NODE

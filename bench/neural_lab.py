@@ -8,9 +8,8 @@ Each variant distils LOD0's features and decoder with the pipeline's own code
 (`bake.neural.view_samples`, `between_cameras`, `field_image`, `distill`), changing only what it
 names: `size` (feature side; default the sample count's choice, `feature_size`), `tv` (total
 variation weight), `field_views` (field renders between the photos), `steps`, `batch`, `hidden`
-(the MLP's widths, `12x12`), `env` (a learnt environment texture of that width that the MLP
-modulates, bench/neural_env.py; not in the format) and `sh` (1: with `env`, also feed SH2 of the
-mirrored direction). Scores
+(the MLP's widths, `12x12`) and `env` (a learnt environment texture of that width that the MLP
+modulates, with the `nv` encoding: `--set neural_environment=W`, format 1.1). Scores
 are PSNR at the held-out cameras' pixel centres where the photo and the mesh agree on the object
 (the samples `view_samples` takes), against the training samples' own PSNR: the gap between the
 two is how well the decoder carries the look to views it never saw. `--teacher` also scores the
@@ -31,7 +30,7 @@ import torch
 from relight import save
 
 FIELDS = {"size": int, "tv": float, "field_views": int, "steps": int, "batch": int,
-          "hidden": lambda t: tuple(int(h) for h in t.split("x")), "env": int, "sh": int}
+          "hidden": lambda t: tuple(int(h) for h in t.split("x")), "env": int}
 
 
 def parse_variant(text: str) -> dict:
@@ -84,13 +83,12 @@ def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: 
     common = dict(batch=variant.get("batch", 16384), tv=variant.get("tv", 1e-2), seed=cfg.seed,
                   hidden=variant.get("hidden", N.HIDDEN))
     steps = variant.get("steps", cfg.neural_steps)
-    if variant.get("env"):
-        from neural_env import distill_env, flops_per_pixel
-        dec = distill_env(samples, size, steps, env_width=variant["env"], with_sh=bool(variant.get("sh")), **common)
-        flops = flops_per_pixel(common["hidden"], bool(variant.get("sh")))
-    else:
-        distilled = N.distill(samples, size, steps, encoding=enc, **common)
-        dec, flops = distilled.decoder.eval(), distilled.material.flops_per_pixel()
+    tests = cache["tests"]
+    if variant.get("env"):  # nv reads (mirror, n.v): the first 4 columns of sh2_reflected_nv's samples
+        samples, tests = (_nv(s) for s in (samples, tests)) if enc == "sh2_reflected_nv" else (samples, tests)
+        enc, common["env_width"] = "nv", variant["env"]
+    distilled = N.distill(samples, size, steps, encoding=enc, **common)
+    dec, flops = distilled.decoder.eval(), distilled.material.flops_per_pixel()
 
     def score(s) -> float:
         with torch.no_grad():
@@ -99,8 +97,17 @@ def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: 
     pick = np.random.default_rng(0).choice(len(samples.uv), min(200_000, len(samples.uv)), replace=False)
     train = N.ViewSamples(samples.uv[pick], samples.view[pick], samples.rgb[pick])
     return {"variant": variant, "feature_size": size, "samples": len(samples.uv), "flops_per_pixel": flops,
-            "heldout_centres": round(float(np.mean([score(s) for s in cache["tests"]])), 2),
+            "heldout_centres": round(float(np.mean([score(s) for s in tests])), 2),
             "train": round(float(score(train)), 2), "seconds": round(time.time() - t, 1)}
+
+
+def _nv(s):
+    """`nv` samples from `sh2_reflected_nv` ones (a list of them, or one)."""
+    from nrconvert.bake import neural as N
+
+    if isinstance(s, list):
+        return [_nv(x) for x in s]
+    return N.ViewSamples(s.uv, np.ascontiguousarray(s.view[:, :4]), s.rgb)
 
 
 def teacher(cfg, capture, tf, mesh) -> dict:

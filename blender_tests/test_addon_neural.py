@@ -13,7 +13,9 @@ bar really checks the view convention. LOD1 carries a material on the format's o
 direction is mirrored about the normal and which also reads n.v and the normal
 (sh2_reflected_nv; sh2_reflected is the same nodes without those, checked by arithmetic); the add-on's own
 importer is checked end to end on LOD0. Malformed extensions raise ValueError and leave the
-material as it was.
+material as it was. The version 1.1 environment's arithmetic (equirect lookup on the seam and at
+the poles, folded a + b * e) is checked here against the reference without rendering; its
+renders are in test_import_neural.py.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from addon_fixtures import pbr_samples, read_glb_json
+from addon_fixtures import neural_env_material, pbr_samples, read_glb_json
 
 pytest_plugins = ("addon_fixtures",)  # fixtures: addon (the installed zip, enabled, empty scene)
 
@@ -418,6 +420,63 @@ def test_node_arithmetic_matches_the_decoder(imported, neural_asset):
         shading = np.concatenate([np.clip((incoming * nb).sum(1, keepdims=True), 0, 1), nb], 1)
         got = imported.nodes.decode_folded(mat, sample_bilinear(mat.features, uv) / 255.0, n, shading)
         assert np.abs(got - want).max() < 1e-9, mat.view_encoding
+
+
+def _special_directions(rng) -> np.ndarray:
+    """Decoder mirrored directions (glTF axes) on the environment's u seam (m.x = 0, m.z > 0:
+    u = 0 = 1, at and either side of it), at and near both poles, and random ones."""
+    y = rng.uniform(-0.95, 0.95, 200)
+    eps = np.r_[0.0, np.geomspace(1e-9, 0.05, 99)]
+    seam = np.stack([np.r_[eps, -eps], np.r_[y[:100], y[100:]], np.sqrt(1 - np.r_[y[:100], y[100:]] ** 2)], 1)
+    pole_x = rng.normal(size=(200, 3)) * np.r_[np.geomspace(1e-9, 0.2, 100), np.geomspace(1e-9, 0.2, 100)][:, None]
+    poles = pole_x + np.r_[np.tile([0.0, 1.0, 0.0], (100, 1)), np.tile([0.0, -1.0, 0.0], (100, 1))]
+    m = np.concatenate([seam, poles, [[0, 1, 0], [0, -1, 0]], rng.normal(size=(4000, 3))])
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def test_environment_arithmetic_matches_the_decoder(addon):
+    """neural_math's environment lookup against the reference, without rendering, at 1e-9:
+    environment_coordinates is the spec's equirect (u up to a whole turn, v flipped to Blender's
+    bottom-up rows), environment_texels (the group's four Closest lookups, environment_taps) is
+    sample_equirect (REPEAT in u, CLAMP_TO_EDGE in v), on the seam and at the poles too, where
+    one Linear + REPEAT Image Texture would blend the opposite side's pole texels in; and
+    decode_folded (the folded layers, a' + b' * t, tanh) is neural.decode for nv,
+    sh2_reflected and sh2_reflected_nv with an environment and for nv without one."""
+    from nrconvert.export.neural import decode, equirect_uv, reflect, sample_bilinear, sample_equirect, view_inputs
+
+    nm = addon.submodule("neural_math")
+    rng = np.random.default_rng(9)
+    m = _special_directions(rng)
+    n = -m @ nm.BLENDER_TO_GLTF  # the group's n for the decoder's m (camera_to_surface_gltf inverted)
+    np.testing.assert_allclose(nm.camera_to_surface_gltf(n), m, atol=1e-15)
+    mat = neural_env_material(seed=4, env_shape=(16, 32))
+    ref_uv = equirect_uv(m)
+    coords = nm.environment_coordinates(n)
+    du = np.mod(coords[:, 0] - ref_uv[:, 0], 1.0)
+    assert np.minimum(du, 1 - du).max() < 1e-9
+    assert np.abs(coords[:, 1] - (1 - ref_uv[:, 1])).max() < 1e-9
+    want = sample_equirect(mat.environment, ref_uv) / 255.0
+    assert np.abs(nm.environment_texels(mat, n) - want).max() < 1e-9
+    # one Linear + REPEAT Image Texture would do as well, but for the caps next to the poles
+    inside = (ref_uv[:, 1] > 0.5 / 16) & (ref_uv[:, 1] < 1 - 0.5 / 16)
+    one_lookup = nm.sample_repeat(mat.environment[::-1], coords) / 255.0
+    assert (~inside).sum() > 150 and np.abs(one_lookup - want)[inside].max() < 1e-9
+    assert np.abs(one_lookup - want)[~inside].max() > 0.05
+    uv = rng.uniform(0, 1, (len(n), 2))
+    nb = rng.normal(size=(len(n), 3))
+    nb /= np.linalg.norm(nb, axis=1, keepdims=True)
+    incoming = reflect(n, nb)  # the nodes mirror it back to n
+    shading = np.concatenate([np.clip((incoming * nb).sum(1, keepdims=True), 0, 1), nb], 1)
+    d, normals = nm.camera_to_surface_gltf(incoming), nb @ nm.BLENDER_TO_GLTF.T
+    # n as the decoder rounds it: at the poles u hangs on the last bit (the row's texels differ)
+    n = -view_inputs(d, "sh2_reflected", normals) @ nm.BLENDER_TO_GLTF
+    plain_nv = view_dependent_material(seed=6, encoding="nv")
+    for material in [neural_env_material(seed=s, encoding=e) for s, e in
+                     ((4, "nv"), (5, "sh2_reflected"), (6, "sh2_reflected_nv"))] + [plain_nv]:
+        want = np.clip(decode(material, uv, d, normals), 0, 1)
+        got = nm.decode_folded(material, sample_bilinear(material.features, uv) / 255.0, n, shading)
+        assert np.abs(got - want).max() < 1e-9, material.view_encoding
+        assert np.ptp(want) > 0.3  # not saturated: the values carry the test
 
 
 def _malformed(ext: dict, images: tuple, other: SimpleNamespace, rgb_image) -> dict:

@@ -6,7 +6,9 @@ tools/web/neural.html loads a GLB through GLTFLoader with the module's plugin, s
 it; `render.asset_view.render_primitive` renders the same cameras with `export.neural.decode`. The
 spec (docs/neural_material.md, Conformance) asks for >= 35 dB PSNR where both renders cover the
 object. Reuses tests/test_threejs.py's Chromium set-up and skips, saying why, when Chromium,
-playwright or three.js are missing.
+playwright or three.js are missing. One material per view encoding, and one `nv` material with an
+environment (version 1.1) whose random content dominates the colour, seen where the mirrored
+view crosses the environment's u seam.
 """
 from __future__ import annotations
 
@@ -28,14 +30,19 @@ import torch
 from nrconvert.bake.neural import Decoder
 from nrconvert.capture.model import Frame
 from nrconvert.export.glb import write_glb
+from nrconvert.export import neural as neural_format
 from nrconvert.export.neural import (
     EXTENSION,
     NeuralMaterial,
     NeuralMaterialError,
+    equirect_uv,
     from_json,
+    sample_bilinear,
+    view_inputs,
 )
 from nrconvert.export.reader import lod_primitives, read_glb
 from nrconvert.render.asset_view import render_primitive, to_asset_frame
+from nrconvert.render.raster import rasterize_view
 
 from tests.test_threejs import CHROMIUM_ARGS, REPO, TIMEOUT_MS, WEB, _chromium, _Handler
 
@@ -50,15 +57,22 @@ _ANGLE = np.deg2rad(40.0)
 MOVE = np.array([[np.cos(_ANGLE), 0.0, np.sin(_ANGLE), 0.3], [0.0, 1.0, 0.0, -0.2],
                  [-np.sin(_ANGLE), 0.0, np.cos(_ANGLE), 0.5], [0.0, 0.0, 0.0, 1.0]])
 MOVE[:3, :3] *= 1.6
+# The environment case: 16 x 8 texels of random bytes dequantised over [-3, 3], so that
+# sigmoid(a + b * e) follows the environment more than the features, and a wrong lookup
+# (mirrored, rolled, flipped or clamped at the seam) changes the colour by far
+ENV_WIDTH, ENV_SCALE = 16, 6.0
+ENCODINGS = ["sh2", "sh2_reflected", "sh2_reflected_nv", "nv+environment"]
 
 
-def smooth_material(size: int, seed: int = 0, cycles: float = 1.5, encoding: str = "sh2") -> NeuralMaterial:
+def smooth_material(size: int, seed: int = 0, cycles: float = 1.5, encoding: str = "sh2",
+                    env_width: int = 0) -> NeuralMaterial:
     """Features that vary smoothly over the atlas (sinusoids with periods of >= size / cycles / 1.4
     texels: the GPU's 8-bit filtering and its perspective-correct interpolation, where the
     reference rasterizer interpolates linearly in screen space, barely show) but span their range;
     an MLP scaled like tests/test_neural_format.py's random decoder, its view inputs more so, so
-    the colour changes strongly with position and with the view direction."""
-    dec = Decoder(size, seed=seed, encoding=encoding)
+    the colour changes strongly with position and with the view direction. With `env_width`, an
+    environment of random bytes (ENV_SCALE wide), texel to texel as different as it gets."""
+    dec = Decoder(size, seed=seed, encoding=encoding, env_width=env_width)
     g = torch.Generator().manual_seed(seed + 1)
     v, u = torch.meshgrid((torch.arange(size) + 0.5) / size, (torch.arange(size) + 0.5) / size, indexing="ij")
     with torch.no_grad():
@@ -71,6 +85,10 @@ def smooth_material(size: int, seed: int = 0, cycles: float = 1.5, encoding: str
         for p in dec.mlp.parameters():
             p.mul_(3.0)
         dec.mlp[0].weight[:, 8:] *= 2.0  # the SH inputs
+        if env_width:
+            dec.env.copy_(torch.rand(dec.env.shape, generator=g))
+            dec.env_scale.fill_(ENV_SCALE)
+            dec.env_offset.fill_(-ENV_SCALE / 2)
     return dec.export(np.ones((size, size), bool))
 
 
@@ -101,6 +119,17 @@ def erode(mask: np.ndarray, r: int) -> np.ndarray:
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     mse = float(np.mean((a[mask] - b[mask]) ** 2))
     return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def mirrored_u(prim, frame: Frame) -> np.ndarray:
+    """(H, W) environment u the reference decoder looks up per covered pixel (NaN elsewhere)."""
+    frags = rasterize_view(frame, prim.positions, prim.faces)
+    hit = frags.tri >= 0
+    tri, b = prim.faces[frags.tri[hit]], frags.bary[hit][..., None]
+    pos, normals = (prim.positions[tri] * b).sum(1), (prim.normals[tri] * b).sum(1)
+    u = np.full(hit.shape, np.nan)
+    u[hit] = equirect_uv(view_inputs(pos - frame.c2w[:3, 3], "nv", normals)[:, :3])[:, 0]
+    return u
 
 
 def rewrite_glb_json(src: Path, dst: Path, edit) -> None:
@@ -140,6 +169,43 @@ BREAKAGES = [
     (_broken(("layers",), []), "layers"),
     (_broken(("featureTextures",), [{"index": 0}]), "featureTextures"),
 ]
+
+
+def _without_environment(ext: dict) -> dict:
+    del ext["environment"]
+    return ext
+
+
+def _sh2_with_environment(ext: dict) -> dict:
+    """viewEncoding sh2 (not mirrored) with the first layer widened to its 17 inputs, so that only
+    the environment's requirement is broken."""
+    first = ext["layers"][0]
+    n_out = len(first["bias"])
+    rows = np.asarray(first["weights"]).reshape(n_out, -1)
+    first["weights"] = np.pad(rows, ((0, 0), (0, 17 - rows.shape[1]))).ravel().tolist()
+    ext["viewEncoding"] = "sh2"
+    return ext
+
+
+def _last_layer_rgb(ext: dict) -> dict:
+    last = ext["layers"][-1]
+    last["weights"] = last["weights"][:len(last["weights"]) // 2]
+    last["bias"] = last["bias"][:3]
+    return ext
+
+
+# The environment's malformations (docs/neural_material.md, Environment: Requirements)
+ENV_BREAKAGES = [
+    (_broken(("environment", "scale"), [1.0, 1.0]), "environment.scale"),
+    (_broken(("environment", "offset"), [0.0, "a", 0.0]), "environment.offset"),
+    (_broken(("environment", "texture", "index"), -1), "environment.texture.index"),
+    (_broken(("environment", "texture"), {}), "environment.texture.index"),
+    (_broken(("environment",), [1, 2, 3]), "environment must be a JSON object"),
+    (_broken(("layers", -1, "activation"), "sigmoid"), "must be linear"),
+    (_last_layer_rgb, "6 outputs"),
+    (_without_environment, "3 outputs"),  # a and b without an environment to weigh
+    (_sh2_with_environment, "mirrored view"),
+]
 PARSE_JS = """async (cases) => {
   const m = await import('/converter/export/web/neural_material.js');
   return cases.map((ext) => { try { m.parseNeuralExtension(ext); return null; } catch (e) { return e.message; } });
@@ -167,12 +233,30 @@ def _render(page, frame: Frame, transform: np.ndarray | None = None, tone_mapped
                          [page_camera(frame), None if transform is None else transform.tolist(), tone_mapped])
 
 
-@pytest.fixture(scope="module", params=["sh2", "sh2_reflected", "sh2_reflected_nv"])
+def _break_lod0(edit):
+    """A rewrite_glb_json edit applying `edit` to LOD0's extension."""
+    def apply(doc):
+        for mat in doc["materials"]:
+            if EXTENSION in mat.get("extensions", {}) and mat["name"].endswith("_LOD0"):
+                edit(doc, mat["extensions"][EXTENSION])
+    return apply
+
+
+def _drop_weight(doc, ext):  # layer 0 one weight short: the spec's first malformation
+    ext["layers"][0]["weights"].pop()
+
+
+def _no_environment_texture(doc, ext):  # well-formed JSON naming a texture the file lacks
+    ext["environment"]["texture"]["index"] = len(doc["textures"])
+
+
+@pytest.fixture(scope="module", params=ENCODINGS)
 def web(request, tmp_path_factory):
     """The page's renders of the good GLB (several cameras) and of one with a malformed extension,
     each page's console warnings/errors and page errors, and the reference renders; once per view
     encoding (sh2_reflected mirrors the view about the NORMAL in the shader; sh2_reflected_nv also
-    reads n.v and the normal)."""
+    reads n.v and the normal; nv+environment reads n.v and looks the mirror up in an
+    environment)."""
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     if not (WEB / "node_modules" / "three" / "build" / "three.module.js").is_file():
@@ -180,16 +264,16 @@ def web(request, tmp_path_factory):
     from tests.test_export_pbr import CENTER, make_pbr_asset
 
     asset = make_pbr_asset(with_light=False)
+    encoding, _, env = request.param.partition("+")
+    env_width = ENV_WIDTH if env else 0
     for k, lod in enumerate(asset.lods):
-        lod.maps.neural = smooth_material(FEATURE_SIZE >> k, seed=k, cycles=CYCLES, encoding=request.param)
+        lod.maps.neural = smooth_material(FEATURE_SIZE >> k, seed=k, cycles=CYCLES, encoding=encoding,
+                                          env_width=env_width)
     asset_dir = tmp_path_factory.mktemp("neural_web")
     write_glb(asset, asset_dir / "neural.glb", version="0.1.0-web-neural-test")
-
-    def break_weights(doc):  # LOD0's layer 0 one weight short: the spec's first malformation
-        for mat in doc["materials"]:
-            if EXTENSION in mat.get("extensions", {}) and mat["name"].endswith("_LOD0"):
-                mat["extensions"][EXTENSION]["layers"][0]["weights"].pop()
-    rewrite_glb_json(asset_dir / "neural.glb", asset_dir / "broken.glb", break_weights)
+    # with an environment, one the JSON checks cannot catch: the plugin finds out loading it
+    breakage = (_no_environment_texture, "has no image") if env else (_drop_weight, "layers[0].weights")
+    rewrite_glb_json(asset_dir / "neural.glb", asset_dir / "broken.glb", _break_lod0(breakage[0]))
 
     up = np.array([0.0, 0.0, 1.0])  # capture frame, Z up
     oblique = Frame(Path("oblique.png"), look_at(CENTER + [1.4, -1.5, 1.1], CENTER, up),
@@ -198,13 +282,14 @@ def web(request, tmp_path_factory):
                 fx=100.0, fy=100.0, cx=48.0, cy=36.0, width=96, height=72)  # features minified
     frames = {name: to_asset_frame(f, asset.up_axis)
               for name, f in (("capture", asset.cameras[0]), ("oblique", oblique), ("far", far))}
-    ext = asset.lods[0].maps.neural.to_json((0, 1))
+    ext = asset.lods[0].maps.neural.to_json((0, 1), 2 if env else None)
+    breakages = BREAKAGES + (ENV_BREAKAGES if env else [])
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, asset_dir=asset_dir, root=REPO))  # the page imports ../../converter/export/web/
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/tools/web/neural.html"
-    out = {"asset": asset, "frames": frames}
+    out = {"asset": asset, "frames": frames, "breakages": breakages, "broken_message": breakage[1]}
     try:
         with sync_api.sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
@@ -228,7 +313,7 @@ def web(request, tmp_path_factory):
                         views["moved"] = _render(page, frames["capture"], MOVE)
                         views["tone_mapped"] = _render(page, frames["capture"], tone_mapped=True)
                         result["views"] = views
-                        result["parse_errors"] = page.evaluate(PARSE_JS, [b(copy.deepcopy(ext)) for b, _ in BREAKAGES])
+                        result["parse_errors"] = page.evaluate(PARSE_JS, [b(copy.deepcopy(ext)) for b, _ in breakages])
                     elif "error" not in result:
                         result["views"] = {"capture": result.pop("view")}
                     out[name] = (result, log)
@@ -268,6 +353,11 @@ def test_page_uses_the_neural_shader_without_errors(web):
     assert result["material"]["features"] == 2 * [{"minFilter": 1006, "magFilter": 1006, "mipmaps": False,
                                                    "wrap": [1001, 1001], "colorSpace": "", "flipY": False,
                                                    "size": size}]
+    # the environment: the same, but repeating in u (RepeatWrapping 1000) round the azimuth
+    env = web["prim"].neural.environment
+    assert result["material"]["environment"] == (None if env is None else {
+        "minFilter": 1006, "magFilter": 1006, "mipmaps": False, "wrap": [1000, 1001], "colorSpace": "",
+        "flipY": False, "size": [env.shape[1], env.shape[0]]})
 
 
 @pytest.mark.parametrize("view", ["capture", "oblique", "far", "moved", "tone_mapped"])
@@ -284,39 +374,84 @@ def test_threejs_matches_the_reference_decoder(web, view):
     assert value >= PSNR_MIN, value
 
 
+def _wrong_environments(mat: NeuralMaterial) -> dict[str, NeuralMaterial]:
+    """The material as a shader that gets the environment wrong would decode it."""
+    env = mat.environment
+    return {name: replace(mat, environment=np.ascontiguousarray(e)) for name, e in (
+        ("ignored", np.full_like(env, 128)),  # e constant: only a and b left
+        ("u mirrored", env[:, ::-1]),  # atan(-m.x, -m.z)
+        ("u rolled half", np.roll(env, env.shape[1] // 2, 1)),  # atan(m.x, m.z): -Z not the centre
+        ("v flipped", env[::-1]),  # flipY, or the poles swapped
+    )}
+
+
 def test_the_comparison_would_catch_a_wrong_decoder(web):
     """The material's look depends enough on the view and on the weight layout that decoding with
     the SH signs flipped (d -> -d on the odd terms), the weights read [in][out], (sh2_reflected)
-    the view not mirrored or (sh2_reflected_nv) the normal reversed (the same mirror, other n.v
-    and n) misses the bar by far; so passing above means the shader got them right."""
+    the view not mirrored or (sh2_reflected_nv, nv) the normal reversed (the same mirror, other
+    n.v and n) misses the bar by far, and so does (environment) ignoring the environment or
+    looking it up mirrored, rotated or upside down; so passing above means the shader got them
+    right."""
     result, _ = web["good"]
     prim, frame = web["prim"], web["frames"]["oblique"]
-    first = prim.neural.layers[0]
+    mat = prim.neural
+    first = mat.layers[0]
     flipped_w = first.weights.copy()
     flipped_w[:, 9:12] *= -1  # SH degree 1: -y, z, -x
     transposed_w = first.weights.ravel().reshape(first.weights.shape[::-1]).T.copy()
-    wrongs = [replace(prim.neural, layers=[replace(first, weights=w), *prim.neural.layers[1:]])
-              for w in (flipped_w, transposed_w)]
-    prims = [replace(prim, neural=mat) for mat in wrongs]
-    if prim.neural.view_encoding == "sh2_reflected":  # and a shader that forgot the mirror
-        prims.append(replace(prim, neural=replace(prim.neural, view_encoding="sh2")))
-    if prim.neural.view_encoding == "sh2_reflected_nv":  # or read n.v and n the wrong way round
-        prims.append(replace(prim, normals=-prim.normals))
-    for wrong_prim in prims:
+    weights = {"transposed": transposed_w} if mat.view_encoding == "nv" else {"SH flipped": flipped_w,
+                                                                             "transposed": transposed_w}
+    wrongs = {k: replace(prim, neural=replace(mat, layers=[replace(first, weights=w), *mat.layers[1:]]))
+              for k, w in weights.items()}
+    if mat.view_encoding == "sh2_reflected":  # and a shader that forgot the mirror
+        wrongs["not mirrored"] = replace(prim, neural=replace(mat, view_encoding="sh2"))
+    if mat.view_encoding in ("sh2_reflected_nv", "nv"):  # or read n.v and n the wrong way round
+        wrongs["normal reversed"] = replace(prim, normals=-prim.normals)
+    if mat.environment is not None:
+        wrongs.update({k: replace(prim, neural=m) for k, m in _wrong_environments(mat).items()})
+    for name, wrong_prim in wrongs.items():
         wrong = render_primitive(wrong_prim, frame, "neural")
         value, _, _ = _compare(result["views"]["oblique"], wrong)
-        assert value < PSNR_MIN - 8, value
+        print(f"{name}: PSNR three.js vs wrong decoder = {value:.2f} dB")
+        assert value < PSNR_MIN - 8, (name, value)
+
+
+def test_environment_wraps_at_the_u_seam(web, monkeypatch):
+    """The capture camera looks along -Z, so the surface facing it mirrors the view back to +Z:
+    u = 1 = 0, the environment's seam, where a lookup blends its last and first columns (REPEAT).
+    On those pixels three.js matches the reference, and a decoder that clamps u there (as it
+    does v) does not."""
+    if web["prim"].neural.environment is None:
+        pytest.skip("no environment in this material")
+    result, _ = web["good"]
+    prim, frame = web["prim"], web["frames"]["capture"]
+    width = prim.neural.environment.shape[1]
+    _, px, both = _compare(result["views"]["capture"], web["reference"]["capture"])
+    x = mirrored_u(prim, frame) * width - 0.5
+    seam = both & ((x < 0) | (x > width - 1))  # NaN (not covered) compares false
+    assert seam.sum() > 40 and (x[seam] < 0).any() and (x[seam] > width - 1).any(), seam.sum()
+    img = web["reference"]["capture"][0]
+    value = psnr(px[..., :3] / 255.0, img, seam)
+    monkeypatch.setattr(neural_format, "sample_equirect", sample_bilinear)  # clamps in u too
+    clamped, _ = render_primitive(prim, frame, "neural")
+    wrong = psnr(px[..., :3] / 255.0, clamped, seam)
+    print(f"u seam ({seam.sum()} px): PSNR three.js vs reference = {value:.2f} dB, vs clamped in u = {wrong:.2f} dB")
+    assert value >= PSNR_MIN, value
+    assert wrong < PSNR_MIN - 8, wrong
 
 
 def test_js_parser_refuses_what_the_reference_refuses(web):
     messages = web["good"][0]["parse_errors"]
-    assert len(messages) == len(BREAKAGES)
+    breakages = web["breakages"]
+    assert len(messages) == len(breakages)
     mat = web["asset"].lods[0].maps.neural
-    for (breakage, field), message in zip(BREAKAGES, messages):
+    ext = mat.to_json((0, 1), None if mat.environment is None else 2)
+    from_json(copy.deepcopy(ext), mat.textures(), mat.environment)  # unbroken, it parses
+    for (breakage, field), message in zip(breakages, messages):
         assert message is not None and field in message, (field, message)
         if field != "featureTextures":  # from_json takes the images, not their references
             with pytest.raises(NeuralMaterialError, match=re.escape(field)):
-                from_json(breakage(copy.deepcopy(mat.to_json((0, 1)))), mat.textures())
+                from_json(breakage(copy.deepcopy(ext)), mat.textures(), mat.environment)
 
 
 def test_malformed_extension_warns_and_shows_the_fallback(web):
@@ -324,7 +459,7 @@ def test_malformed_extension_warns_and_shows_the_fallback(web):
     assert "error" not in result, result.get("error")
     assert not [line for line in log if not line.startswith("warning: ")], log  # no error, no page error
     warnings = [line for line in log if EXTENSION in line]
-    assert len(warnings) == 1 and "layers[0].weights" in warnings[0], log
+    assert len(warnings) == 1 and web["broken_message"] in warnings[0], log
     assert result["material"]["type"] == "MeshBasicMaterial" and not result["material"]["neural"]
     px = _pixels(result["views"]["capture"])
     cap, hit = render_primitive(web["prim"], web["frames"]["capture"], "captured")

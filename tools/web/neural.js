@@ -46,6 +46,10 @@ function readCanvas(renderer) {
   return btoa(s);
 }
 
+/** How a texture the material reads is sampled, for the test to check against the spec. */
+const samplingOf = (t) => ({ minFilter: t.minFilter, magFilter: t.magFilter, mipmaps: t.generateMipmaps,
+  wrap: [t.wrapS, t.wrapT], colorSpace: t.colorSpace, flipY: t.flipY, size: [t.image.width, t.image.height] });
+
 function defaultCamera(gltf) {
   let found = null;
   gltf.scene.updateMatrixWorld(true);
@@ -110,10 +114,8 @@ async function main() {
     lod: lod.name, view: window.renderView(cam), camera: cam,
     material: { type: material.type, name: material.name, neural: isNeuralMaterial(material),
       widths: material.userData?.neural?.widths ?? null,
-      features: ['uFeatures0', 'uFeatures1'].map((k) => material.uniforms?.[k]?.value).filter(Boolean)
-        .map((t) => ({ minFilter: t.minFilter, magFilter: t.magFilter, mipmaps: t.generateMipmaps,
-          wrap: [t.wrapS, t.wrapT], colorSpace: t.colorSpace, flipY: t.flipY,
-          size: [t.image.width, t.image.height] })) },
+      features: ['uFeatures0', 'uFeatures1'].map((k) => material.uniforms?.[k]?.value).filter(Boolean).map(samplingOf),
+      environment: material.uniforms?.uEnvironment ? samplingOf(material.uniforms.uEnvironment.value) : null },
     variants: variants.map((v) => v.name), renderer: gl.getParameter(gl.VERSION),
   };
 }
