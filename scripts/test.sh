@@ -24,12 +24,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 cd "$ROOT"
-# bpy and torch must not share a process: the converter tests and the Blender tests run apart.
-echo "==> converter tests"
-python -m pytest tests -q -p no:cacheprovider "$@"
-echo "==> Blender tests"
-python -m pytest blender_tests -q -p no:cacheprovider "$@"
-# The add-on is a Blender 4.2+ extension, so the Blender tests run once more on Blender 4.2 LTS:
+# The add-on is a Blender 4.2+ extension, so the Blender tests also run on Blender 4.2 LTS:
 # bpy==4.2.0 in its own venv (one bpy per venv), with numpy < 2 as Blender 4.2 ships it (the
 # bpy 4.2 wheel leaves numpy unpinned). torch goes in first, as in setup_env.sh.
 VENV42="$ROOT/.venv-bpy42"
@@ -55,5 +50,24 @@ if ! "$PY42" -c "import torch" >/dev/null 2>&1; then
 fi
 echo "==> installing bpy==4.2.0 and nrconvert[test] into $VENV42"
 "$PY42" -m pip install -q "bpy==4.2.0" "numpy>=1.26,<2" -e "$ROOT[test]"
+# Tests run in parallel, one pytest worker per core (NRCONVERT_TEST_WORKERS to change), each test
+# file on one worker (its module fixtures are made once), and one torch thread per process: two
+# processes that each spin two OpenMP threads on two cores slow each other down several-fold.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+WORKERS="${NRCONVERT_TEST_WORKERS:-auto}"
+# bpy and torch must not share a process: the converter tests and the Blender tests run apart.
+echo "==> converter tests"
+python -m pytest tests -q -p no:cacheprovider -n "$WORKERS" --dist loadfile "$@"
+# Blender 5.0 and Blender 4.2 LTS side by side (two processes; 4.2's output follows 5.0's).
+echo "==> Blender tests (Blender 5.0; Blender 4.2 LTS beside it)"
+LOG42="$(mktemp)"
+"$PY42" -m pytest blender_tests -q -p no:cacheprovider "$@" > "$LOG42" 2>&1 &
+PID42=$!
+status=0
+python -m pytest blender_tests -q -p no:cacheprovider "$@" || status=$?
+rc42=0
+wait "$PID42" || rc42=$?
 echo "==> Blender tests on Blender 4.2 LTS"
-"$PY42" -m pytest blender_tests -q -p no:cacheprovider "$@"
+cat "$LOG42"
+rm -f "$LOG42"
+[ "$status" = 0 ] && [ "$rc42" = 0 ]

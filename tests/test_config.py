@@ -20,6 +20,9 @@ def test_options_reach_their_settings():
     (dict(lods=0), "--lods"), (dict(texture_size=100), "power of two"), (dict(downscale=0), "--downscale"),
     (dict(preset="huge"), "huge"), (dict(sets=["pbr_light=cubemap"]), "pbr_light must be one of map, sg"),
     (dict(sets=["color_input=normal"]), "color_input must be one of reflect, view"),
+    (dict(sets=["neural_environment=100"]), "power of two from 8"),
+    (dict(sets=["neural_encoding=sh2"]), "with sh2 also set neural_environment=0"),
+    (dict(sets=["neural_environment=0"]), "without one choose sh2_reflected_nv"),
 ])
 def test_bad_options_are_usage_errors(kwargs, words):
     args = dict(preset="tiny", sets=[]) | kwargs
