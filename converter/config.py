@@ -75,8 +75,9 @@ class Config:
     # mirrored about NORMAL), sh2_reflected_nv (SH2 of that mirror plus n.v and the normal: the
     # version 1 material), sh2_reflected (the mirror alone) or sh2 (docs/neural_material.md)
     neural_encoding: str = "nv"
-    # a learnt environment the decoder modulates (equirect, this many texels around, half as many
-    # high; 0: none): colour = sigmoid(a + b * env(mirror)); needs a mirrored encoding. With nv it
+    # a learnt environment the decoder modulates (equirect, at most this many texels around, half
+    # as many high, fewer where the samples do not support it: bake.neural.environment_size; 0:
+    # none): colour = sigmoid(a + b * env(mirror)); needs a mirrored encoding. With nv it
     # held out 1.1 dB better than sh2_reflected_nv without it, at 776 FLOP against 965 (design.md)
     neural_environment: int = 128
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nrconvert.bake.neural import Decoder, ViewSamples, distill
+from nrconvert.bake.neural import Decoder, ViewSamples, distill, environment_size
 from nrconvert.export.glb import write_glb
 from nrconvert.export.neural import (EXTENSION, Layer, NeuralMaterial, NeuralMaterialError, decode, equirect_uv,
                                      from_json, sample_equirect, view_inputs)
@@ -94,6 +94,14 @@ def test_distillation_learns_a_reflection_the_environment_holds():
     plain = ViewSamples(samples.uv, view_inputs(d, "sh2_reflected_nv", n).astype(np.float32), samples.rgb)
     mse_sh = distill(plain, 8, 300, batch=4096, encoding="sh2_reflected_nv").history[-1]["mse"]
     assert mse_env < 0.3 * mse_sh, (mse_env, mse_sh)
+
+
+def test_environment_resolution_follows_the_evidence():
+    """24 samples per texel at least: the tiny 16-photo capture (10.6 k samples) gets 16 x 8, a
+    200 px capture of 100 photos (~1 M) the full 128 x 64."""
+    assert environment_size(10_622, 128) == 16
+    assert environment_size(1_000_000, 128) == 128 and environment_size(1_000_000, 64) == 64
+    assert environment_size(10, 128) == 8 and environment_size(10_000, 0) == 0
 
 
 def test_lower_lods_share_the_environment():

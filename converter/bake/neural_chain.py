@@ -17,7 +17,8 @@ from ..config import Config
 from ..export.frames import capture_to_gltf_rotation
 from ..export.neural import NeuralMaterial, from_json
 from .asset import Lod
-from .neural import Decoder, between_cameras, concat, distill, feature_size, field_image, view_samples
+from .neural import (Decoder, between_cameras, concat, distill, environment_size, feature_size, field_image,
+                     view_samples)
 from .texture import texel_fragments
 
 Progress = Callable[[str, int, int], None]
@@ -43,12 +44,14 @@ def distill_lods(tf, lods: list[Lod], frames: list[Frame], up_axis: str, cfg: Co
         coverage = float((texel_fragments(lod.mesh, 256).tri >= 0).mean())
         size = feature_size(len(samples.uv), coverage, min(MAX_FEATURE_SIZE, lod.maps.size[0]))
         steps = cfg.neural_steps if k == 0 else max(1, cfg.neural_steps // 3)
-        result = distill(samples, size, steps, shared=shared, seed=cfg.seed, encoding=enc,
-                         env_width=cfg.neural_environment,
+        env = environment_size(len(samples.uv), cfg.neural_environment)  # LOD0's; the rest share it
+        result = distill(samples, size, steps, shared=shared, seed=cfg.seed, encoding=enc, env_width=env,
                          progress=lambda d, t, k=k: say(f"neural LOD{k}", d, t))
         shared = shared or result.decoder
         out.append(result.material)
         history.append({"lod": k, "feature_size": size, "samples": len(samples.uv), "steps": steps,
+                        "environment": None if result.material.environment is None
+                        else list(result.material.environment.shape[1::-1]),
                         "mse": result.history[-1]["mse"] if result.history else None})
     return out, history
 
