@@ -95,8 +95,6 @@ def look_at(eye: np.ndarray, target: np.ndarray):
 @pytest.fixture(scope="module")
 def neural_asset(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The GLB (capture camera + a second one far around the object), and the reference renders."""
-    from nrconvert.export.glb import write_glb
-
     samples = pbr_samples()
     asset = samples.make_pbr_asset()
     asset.lods[0].maps.neural = view_dependent_material()
@@ -104,15 +102,22 @@ def neural_asset(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     asset.lods[2].maps.neural = view_dependent_material(seed=5, encoding="sh2_reflected_nv")
     asset.cameras.append(look_at(samples.CENTER + [1.4, 1.8, 1.5], samples.CENTER))
     folder = tmp_path_factory.mktemp("neural_glb")
-    path = folder / f"{samples.NAME}.glb"
-    write_glb(asset, path, version="0.1.0-neural-test")
+    path, ref = write_with_reference(asset, folder / f"{samples.NAME}.glb", "0.1.0-neural-test")
+    return SimpleNamespace(asset=asset, path=path, folder=folder, name=samples.NAME, ref=ref)
+
+
+def write_with_reference(asset, path: Path, version: str) -> tuple[Path, dict]:
+    """Write the GLB and render it with the reference decoder from every camera of the asset, in a
+    process of its own (neural_reference.py: torch and bpy must not share one)."""
+    from nrconvert.export.glb import write_glb
+
+    write_glb(asset, path, version=version)
     cameras = [{"c2w": f.c2w.tolist(), "fx": f.fx, "fy": f.fy, "cx": f.cx, "cy": f.cy, "width": f.width,
                 "height": f.height, "up_axis": asset.up_axis} for f in asset.cameras]
-    (folder / "cameras.json").write_text(json.dumps(cameras))
-    subprocess.run([sys.executable, str(HERE / "neural_reference.py"), str(path), str(folder / "cameras.json"),
-                    str(folder / "reference.npz")], check=True, timeout=600)
-    ref = dict(np.load(folder / "reference.npz"))
-    return SimpleNamespace(asset=asset, path=path, folder=folder, name=samples.NAME, ref=ref)
+    (path.parent / "cameras.json").write_text(json.dumps(cameras))
+    subprocess.run([sys.executable, str(HERE / "neural_reference.py"), str(path), str(path.parent / "cameras.json"),
+                    str(path.parent / "reference.npz")], check=True, timeout=600)
+    return path, dict(np.load(path.parent / "reference.npz"))
 
 
 def feature_images(bpy, glb: Path, material_name: str, folder: Path) -> tuple[dict, tuple]:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,12 +31,11 @@ from nrconvert.export.glb import write_glb
 from nrconvert.export.neural import Layer, NeuralMaterial
 from nrconvert.export.reader import read_glb
 from test_addon_neural import (EXACT, SPEC_PSNR, WRONG_PSNR, compare, eevee_problem, look_at, psnr, render,
-                               setup_cycles, setup_eevee)
+                               setup_cycles, setup_eevee, write_with_reference)
 
 addon, addon_import, addon_installed, addon_zip = fx.addon, fx.addon_import, fx.addon_installed, fx.addon_zip
 
 REPO = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent
 NEURAL = "NRC_neural_material"
 ENCODINGS = ("nv", "sh2_reflected", "sh2_reflected_nv")  # LOD k's material
 # Near the poles u hangs on the last bits of the mirrored direction (float32 in Cycles), and the
@@ -99,14 +96,8 @@ def env_asset(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     asset.cameras.append(look_at(samples.CENTER + [1.4, 1.8, 1.5], samples.CENTER))
     asset.cameras.append(look_at(samples.CENTER + [-1.2, 1.6, -1.4], samples.CENTER))
     folder = tmp_path_factory.mktemp("neural_env_glb")
-    path = folder / f"{samples.NAME}.glb"
-    write_glb(asset, path, version="0.1.0-neural-env-test")
-    cameras = [{"c2w": f.c2w.tolist(), "fx": f.fx, "fy": f.fy, "cx": f.cx, "cy": f.cy, "width": f.width,
-                "height": f.height, "up_axis": asset.up_axis} for f in asset.cameras]
-    (folder / "cameras.json").write_text(json.dumps(cameras))
-    subprocess.run([sys.executable, str(HERE / "neural_reference.py"), str(path), str(folder / "cameras.json"),
-                    str(folder / "reference.npz")], check=True, timeout=600)
-    return SimpleNamespace(asset=asset, path=path, name=samples.NAME, ref=dict(np.load(folder / "reference.npz")))
+    path, ref = write_with_reference(asset, folder / f"{samples.NAME}.glb", "0.1.0-neural-env-test")
+    return SimpleNamespace(asset=asset, path=path, name=samples.NAME, ref=ref)
 
 
 def _lookups(mat: NeuralMaterial, ref: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
