@@ -152,6 +152,7 @@ def test_json_round_trip_is_exact():
     (lambda e: e["layers"][2].__setitem__("bias", [0.0, 0.0]), "layers[2].weights"),
     (lambda e: e.__setitem__("featureScale", [1.0] * 7), "featureScale"),
     (lambda e: e.__setitem__("featureOffset", ["a"] * 8), "featureOffset"),
+    (lambda e: e.__setitem__("featureScale", ["1"] * 8), "numbers only"),
     (lambda e: e.__setitem__("viewEncoding", "sh9"), "viewEncoding"),
     (lambda e: e["layers"][0].__setitem__("bias", [float("nan")] * HIDDEN[0]), "finite"),
     (lambda e: e.__setitem__("layers", []), "layers"),

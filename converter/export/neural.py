@@ -193,6 +193,8 @@ def _layers(raw, n_in: int, n_last: int = 3) -> list[Layer]:
 def _vector(raw, n: int | None, what: str) -> np.ndarray:
     if not isinstance(raw, list) or (n is not None and len(raw) != n):
         raise NeuralMaterialError(f"{what} must be a list of {n if n is not None else 'some'} numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+        raise NeuralMaterialError(f"{what} must hold numbers only")  # numpy would take "1" as 1.0
     try:
         out = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
