@@ -13,6 +13,8 @@ from nrconvert.export.neural import decode
 from nrconvert.mesh import vertex_normals
 from tests.test_lod import icosphere
 
+from .kernel_utils import devices
+
 LIGHT = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
 
 
@@ -44,11 +46,15 @@ def sphere():
     return unwrap(mesh, 256)
 
 
-def test_neural_material_beats_a_texture_on_held_out_views(sphere):
+@devices
+def test_neural_material_beats_a_texture_on_held_out_views(sphere, device):
+    """On the CPU and, where there is one, on the GPU (the pipeline distils on the field's
+    device); the decoder comes back on the CPU either way."""
     rng = np.random.default_rng(0)
     train, test = surface_samples(sphere, 200_000, rng), surface_samples(sphere, 20_000, rng)
     size = 64
-    result = distill(train, size, steps=2000, batch=8192, seed=0)
+    result = distill(train, size, steps=2000, batch=8192, seed=0, device=device)
+    assert {p.device.type for p in result.decoder.parameters()} == {"cpu"}
     mat = result.material
     pred = decode(mat, test.uv, test.view)
     err_neural = np.mean((pred - test.rgb) ** 2)

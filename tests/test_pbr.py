@@ -13,6 +13,8 @@ from nrconvert.bake.store import load_lods, save_lods
 from nrconvert.bake.visibility import visibility
 from nrconvert.mesh import Mesh
 
+from .kernel_utils import devices
+
 
 def _unit(n: int, seed: int = 0) -> torch.Tensor:
     return torch.nn.functional.normalize(torch.from_numpy(np.random.default_rng(seed).normal(size=(n, 3))).float(), dim=-1)
@@ -70,7 +72,10 @@ def _sphere_samples(albedo_fn, light: SGLight, n: int = 40000, seed: int = 1) ->
     return PixelSamples(p, p.copy(), view, rgb, np.ones(n, np.float32))
 
 
-def test_fit_recovers_albedo_under_a_coloured_directional_light():
+@devices
+def test_fit_recovers_albedo_under_a_coloured_directional_light(device):
+    """On the CPU and, where there is one, on the GPU (the pipeline fits on the field's device),
+    handed back on the CPU either way."""
     truth = SGLight(32, radiance=0.3)
     with torch.no_grad():
         k = int(torch.argmax(truth.axes @ torch.tensor([0.3, 0.2, 0.93])))
@@ -82,8 +87,9 @@ def test_fit_recovers_albedo_under_a_coloured_directional_light():
 
     samples = _sphere_samples(albedo_fn, truth)
     fit = fit_pbr(samples, np.array([-1.2, -1.2, -1.2]), 2.4, steps=400, batch=4096, lr=0.02,
-                  weights=PbrWeights(light_first=0.3))
+                  weights=PbrWeights(light_first=0.3), device=device)
     assert fit.history[-1]["psnr"] > 30, fit.history[-1]
+    assert {p.device.type for p in [*fit.light.parameters(), *fit.material.parameters()]} == {"cpu"}
     albedo, rough, metal = fit.query(samples.points)
     # light and albedo share a scale: compare chromaticity and the ratio between the two halves
     left, right = albedo[samples.points[:, 0] < -0.2].mean(0), albedo[samples.points[:, 0] > 0.2].mean(0)

@@ -66,7 +66,8 @@ def bake_lods(tf, mesh: Mesh, frames: list[Frame], surface: Surface, cfg: Config
                                   "did not learn the object", hint="check the poses and masks; train longer "
                                   "(--preset balanced); for scenes walked along use --blocks auto")
         fit = fit_pbr(samples, surface_box(lod0)[0], surface_box(lod0)[1], steps=cfg.pbr_steps,
-                      seed=cfg.seed, light_model=cfg.pbr_light, progress=lambda d, t: say("material + light", d, t))
+                      seed=cfg.seed, light_model=cfg.pbr_light, progress=lambda d, t: say("material + light", d, t),
+                      device=tf.field.log_beta.device)
     lods = []
     for k, (m, size) in enumerate(zip(uv_meshes, sizes)):
         say(f"maps LOD{k}", k, len(uv_meshes))

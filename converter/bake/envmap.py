@@ -53,8 +53,8 @@ def prefilter_matrix(height_in: int, height_out: int, roughness: float) -> np.nd
 def env_brdf(nv: torch.Tensor, roughness: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
     """Split sum's second factor, the GGX BRDF integrated over the hemisphere, by Karis' analytic
     fit ("Physically based shading on mobile", 2014): F0 * A + B."""
-    c0 = torch.tensor([-1.0, -0.0275, -0.572, 0.022])
-    c1 = torch.tensor([1.0, 0.0425, 1.04, -0.04])
+    c0 = torch.tensor([-1.0, -0.0275, -0.572, 0.022], device=roughness.device)
+    c1 = torch.tensor([1.0, 0.0425, 1.04, -0.04], device=roughness.device)
     r = roughness[:, None] * c0 + c1
     a004 = torch.minimum(r[:, 0] * r[:, 0], torch.exp2(-9.28 * nv)) * r[:, 0] + r[:, 1]
     a = -1.04 * a004 + r[:, 2]
@@ -145,11 +145,11 @@ class EnvMapLight(nn.Module):
             size = int(math.sqrt(len(m) / 2))
             levels.append(_lookup(m.reshape(size, 2 * size, 3).permute(2, 0, 1)[None], refl)[0])
         stack = torch.stack(levels, 1)  # (N, L, 3)
-        knots = torch.tensor((0.0,) + LEVEL_ROUGHNESS)
+        knots = torch.tensor((0.0,) + LEVEL_ROUGHNESS, device=roughness.device)
         r = roughness.clamp(0, 1)
         hi = torch.searchsorted(knots, r.detach().contiguous()).clamp(1, len(knots) - 1)
         t = ((r - knots[hi - 1]) / (knots[hi] - knots[hi - 1])).clamp(0, 1)[:, None]
-        rows = torch.arange(len(r))
+        rows = torch.arange(len(r), device=r.device)
         lit = stack[rows, hi - 1] * (1 - t) + stack[rows, hi] * t
         if vis is not None:
             lit = lit * (self._vis_weights(refl) * vis).sum(-1, keepdim=True)
@@ -161,4 +161,4 @@ def envmap_equirect(light: EnvMapLight, height: int = 64) -> np.ndarray:
     e = light.env().permute(2, 0, 1)[None]
     if height != light.height:
         e = F.interpolate(e, size=(height, 2 * height), mode="area" if height < light.height else "bilinear")
-    return e[0].permute(1, 2, 0).numpy().astype(np.float32)
+    return e[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)

@@ -220,18 +220,21 @@ class Decoder(torch.nn.Module):
         """The quantised features (padded from observed texels into the rest) and the MLP."""
         with torch.no_grad():
             f = self.quantised()[0].permute(1, 2, 0).numpy()
-        f = pad_texture(f, observed)
-        feats = np.clip(np.round(f * 255), 0, 255).astype(np.uint8)
+        feats = _uint8(pad_texture(f, observed))
         last = "sigmoid" if self.env is None else "linear"
         layers = [Layer(m.weight.detach().numpy().astype(np.float32), m.bias.detach().numpy().astype(np.float32),
                         "relu" if i < len(self.mlp) - 1 else last) for i, m in enumerate(self.mlp)]
         mat = NeuralMaterial(feats, _f32(self.scale), _f32(self.offset), layers, self.encoding)
         if self.env is not None:
             with torch.no_grad():
-                env = self.env.clamp(0, 1)[0].permute(1, 2, 0).numpy()
-            mat.environment = np.clip(np.round(env * 255), 0, 255).astype(np.uint8)
+                mat.environment = _uint8(quantise_8bit(self.env)[0].permute(1, 2, 0).numpy())
             mat.env_scale, mat.env_offset = _f32(self.env_scale), _f32(self.env_offset)
         return mat
+
+
+def _uint8(values: np.ndarray) -> np.ndarray:
+    """The file's bytes of values on (or, padded, between) the 8-bit grid `quantise_8bit` trains on."""
+    return np.clip(np.round(values * 255), 0, 255).astype(np.uint8)
 
 
 def _f32(p: torch.Tensor) -> np.ndarray:
@@ -248,17 +251,18 @@ class Distilled:
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
             batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
             encoding: str = "sh2", hidden: tuple[int, ...] = HIDDEN, env_width: int = 0, env_tv: float = 1e-3,
-            progress: Callable[[int, int], None] | None = None) -> Distilled:
+            progress: Callable[[int, int], None] | None = None, device: str | torch.device = "cpu") -> Distilled:
     """Fit features (and, unless `shared` gives a decoder whose MLP and environment to keep, the
     MLP and environment) to samples.
 
     MSE in sRGB (the photos' space, where the error we report is measured); total variation on
     the features spreads colour into texels few samples hit (and, lighter, on the environment
-    into directions few mirrors saw); cosine-decayed Adam.
+    into directions few mirrors saw); cosine-decayed Adam. Fitted on `device` (the field's), the
+    decoder handed back on the CPU.
     """
     if shared is not None:
         encoding, env_width = shared.encoding, 0 if shared.env is None else shared.env.shape[-1]
-    dec = Decoder(size, hidden, seed=seed, encoding=encoding, env_width=env_width)
+    dec = Decoder(size, hidden, seed=seed, encoding=encoding, env_width=env_width).to(device)
     texels = [dec.features] + ([] if dec.env is None else [dec.env])
     head = [p for p in dec.head_parameters() if p is not dec.env]
     groups = [{"params": [dec.features], "lr": lr}]
@@ -274,6 +278,7 @@ def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | No
         return out if dec.env is None or shared is not None else out + env_tv * _tv(dec.env)
 
     history = fit(dec, groups, samples, steps, batch=batch, prior=prior, seed=seed, progress=progress)
+    dec = dec.cpu()
     return Distilled(dec.export(observed_texels(samples.uv, size)), dec, history)
 
 
@@ -281,16 +286,18 @@ def fit(dec: torch.nn.Module, groups: list[dict], samples: ViewSamples, steps: i
         prior: Callable[[], torch.Tensor], seed: int = 0,
         progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Minibatch MSE of `dec(uv, view)` against the samples plus `prior()`, Adam over `groups`
-    with each group's rate cosine-decayed to 5 %; returns the MSE every 100 steps."""
+    with each group's rate cosine-decayed to 5 %; returns the MSE every 100 steps. Runs where
+    `dec`'s parameters are; the batches are drawn on the CPU, the same with or without a GPU."""
     opt = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)
     base = [g["lr"] for g in groups]
-    uv, view, rgb = (torch.from_numpy(getattr(samples, k)) for k in ("uv", "view", "rgb"))
+    device = next(dec.parameters()).device
+    uv, view, rgb = (torch.from_numpy(getattr(samples, k)).to(device) for k in ("uv", "view", "rgb"))
     g = torch.Generator().manual_seed(seed)
     history = []
     for step in range(steps):
         for grp, b in zip(opt.param_groups, base):
             grp["lr"] = b * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / steps)))
-        idx = torch.randint(0, len(uv), (min(batch, len(uv)),), generator=g)
+        idx = torch.randint(0, len(uv), (min(batch, len(uv)),), generator=g).to(device)
         loss = F.mse_loss(dec(uv[idx], view[idx]), rgb[idx])
         opt.zero_grad(set_to_none=True)
         (loss + prior()).backward()

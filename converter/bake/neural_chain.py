@@ -46,7 +46,7 @@ def distill_lods(tf, lods: list[Lod], frames: list[Frame], up_axis: str, cfg: Co
         steps = cfg.neural_steps if k == 0 else max(1, cfg.neural_steps // 3)
         env = environment_size(len(samples.uv), cfg.neural_environment)  # LOD0's; the rest share it
         result = distill(samples, size, steps, shared=shared, seed=cfg.seed, encoding=enc, env_width=env,
-                         progress=lambda d, t, k=k: say(f"neural LOD{k}", d, t))
+                         progress=lambda d, t, k=k: say(f"neural LOD{k}", d, t), device=tf.field.log_beta.device)
         shared = shared or result.decoder
         out.append(result.material)
         history.append({"lod": k, "feature_size": size, "samples": len(samples.uv), "steps": steps,

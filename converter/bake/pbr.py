@@ -168,17 +168,20 @@ class PbrFit:
         outs = [self.material(self._unit(points[i:i + chunk])) for i in range(0, len(points), chunk)]
         if not outs:
             return np.zeros((0, 3), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
-        return tuple(torch.cat([o[k] for o in outs]).numpy() for k in range(3))
+        return tuple(torch.cat([o[k] for o in outs]).cpu().numpy() for k in range(3))
 
     def _unit(self, p: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((p - self.lo) / self.scale).clip(0, 1).astype(np.float32))
+        unit = torch.from_numpy(((p - self.lo) / self.scale).clip(0, 1).astype(np.float32))
+        return unit.to(next(self.material.parameters()).device)
 
 
 def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 1500, batch: int = 1 << 13,
             lr: float = 0.01, weights: PbrWeights = PbrWeights(), seed: int = 0, light_model: str = "sg",
-            progress: Callable[[int, int], None] | None = None) -> PbrFit:
+            progress: Callable[[int, int], None] | None = None, device: str | torch.device = "cpu") -> PbrFit:
     """Jointly fit the light (`light_model`: "sg" or "map") and the material field to the photos
-    (MSE in sRGB, as PSNR counts)."""
+    (MSE in sRGB, as PSNR counts), on `device` (the field's: on a GPU this fit was most of the bake),
+    the fit handed back on the CPU, where the maps are read from it. The batches are drawn on the
+    CPU either way, so a CPU run is the same with or without a GPU around."""
     torch.manual_seed(seed)
     mean_rgb = float(samples.rgb.mean())
     # start: grey albedo 0.5 under a uniform light that reproduces the photos' mean brightness
@@ -186,10 +189,10 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
     radiance = max(mean_rgb / 0.5 / max(float(samples.ao.mean()), 0.3), 1e-3)
     light = (EnvMapLight(radiance=radiance, lobes=lobes) if light_model == "map"
              else SGLight(lobes, radiance=radiance, sharpness=16.0))
-    fit = PbrFit(light, MaterialField(), np.asarray(lo, np.float32), float(scale))
-    data = {k: torch.from_numpy(getattr(samples, k)) for k in ("points", "normals", "view", "rgb", "ao")}
+    fit = PbrFit(light.to(device), MaterialField().to(device), np.asarray(lo, np.float32), float(scale))
+    data = {k: torch.from_numpy(getattr(samples, k)).to(device) for k in ("points", "normals", "view", "rgb", "ao")}
     if samples.vis is not None:
-        data["vis"] = torch.from_numpy(samples.vis)
+        data["vis"] = torch.from_numpy(samples.vis).to(device)
     data["unit"] = fit._unit(samples.points)
     opt = torch.optim.Adam([{"params": fit.material.grid.parameters(), "eps": 1e-15},
                             {"params": fit.material.net.parameters()},
@@ -199,7 +202,7 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr * 0.1 ** (step / steps) * g.get("scale", 1.0)
-        idx = torch.randint(0, n, (min(batch, n),))
+        idx = torch.randint(0, n, (min(batch, n),)).to(device)
         loss, record = _loss(fit, data, target_srgb, idx, weights, light_first=step < weights.light_first * steps,
                              binary=step >= weights.binary_from * steps)
         opt.zero_grad(set_to_none=True)
@@ -209,6 +212,7 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
             fit.history.append({"step": step + 1, **record})
         if progress:
             progress(step + 1, steps)
+    fit.light, fit.material = fit.light.cpu(), fit.material.cpu()
     return fit
 
 
