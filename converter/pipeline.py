@@ -69,7 +69,7 @@ class Run:
 
 
 def check_output(run: Run) -> None:
-    """Fail before hours of training if the output cannot be written."""
+    """Fail before hours of training if the output cannot be written or checked."""
     parent = run.output.parent
     if not parent.is_dir():
         raise OutputError("the output folder does not exist", path=str(parent),
@@ -78,6 +78,10 @@ def check_output(run: Run) -> None:
         raise OutputError("the output must be a .glb file", path=str(run.output))
     if not os.access(parent, os.W_OK):
         raise OutputError("the output folder is not writable", path=str(parent))
+    if run.validate:
+        from .export.validate import check_validator_ready
+
+        check_validator_ready()
 
 
 def prepare_workdir(run: Run) -> None:

@@ -190,6 +190,28 @@ def test_output_folder_not_writable(tmp_path: Path) -> None:
     assert_failure(res, 6, ["not writable", str(out_dir)], out_dir)
 
 
+@pytest.mark.parametrize("missing", ["node", "validator package"])
+def test_missing_validator_fails_before_training(tmp_path: Path, missing: str) -> None:
+    """Without Node.js or the gltf-validator package a validating conversion stops at once, exit 8,
+    naming what is missing and --no-validate, before any training (a GPU box without Node.js
+    once trained, baked and distilled for four minutes and then failed at the export)."""
+    capture = tmp_path / "capture"
+    posed_folder(capture)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = dict(os.environ)
+    if missing == "node":
+        env["NRCONVERT_NODE"] = str(tmp_path / "no-such-node")
+    else:
+        env["NRCONVERT_GLTF_VALIDATOR"] = str(tmp_path)  # a folder with no gltf-validator in it
+    args = [a for a in QUICK if a != "--no-validate"]
+    res = subprocess.run([sys.executable, "-m", "nrconvert.cli", str(capture), "-o", str(out_dir / "scene.glb"),
+                          *args], capture_output=True, text=True, timeout=300, env=env)
+    words = ["NRCONVERT_NODE" if missing == "node" else "gltf-validator", "--no-validate"]
+    assert_failure(res, 8, words, out_dir)
+    assert not (out_dir / "scene.work" / "field.pt").exists() and "train" not in res.stdout
+
+
 # failures of the machine, not the input, made on demand by failpoints (nrconvert/faults.py)
 FAULTS = {
     "disk full writing the GLB": ("enospc@glb", 75, ["disk full", "scene.glb", "--resume"]),

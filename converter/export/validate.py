@@ -97,11 +97,26 @@ def find_validator_package() -> Path:
 
 def find_node() -> str:
     """Path of the Node.js executable (`NRCONVERT_NODE` or `node` on PATH)."""
-    node = os.environ.get(ENV_NODE) or shutil.which("node")
+    given = os.environ.get(ENV_NODE)
+    if given and not (shutil.which(given) or Path(given).is_file()):
+        raise DependencyError(f"{ENV_NODE} names no Node.js executable", path=given,
+                              hint="point it at `node`, or unset it to use the one on PATH")
+    node = given or shutil.which("node")
     if not node:
         raise DependencyError("Node.js (`node`) is needed to run the glTF-Validator but is not "
                               "on PATH", hint="install Node.js >= 18, then " + INSTALL_HINT)
     return node
+
+
+def check_validator_ready() -> None:
+    """Node and the validator package are both there: a conversion checks this before it trains,
+    not after (a GPU box without Node.js lost a whole conversion at its last step)."""
+    try:
+        find_node()
+        find_validator_package()
+    except DependencyError as exc:
+        raise DependencyError(str(exc).split("\n")[0], hint=(exc.hint or INSTALL_HINT)
+                              + "; or pass --no-validate to write the GLB unchecked") from exc
 
 
 def validate_glb(path: Path, *, timeout_s: float = 600.0) -> ValidatorReport:
