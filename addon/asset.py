@@ -8,7 +8,7 @@
 - metadata (`asset.extras.nrconvert`) on the root and the scene;
 - the estimated light (`environment.uri`, an .hdr beside the GLB) as a world;
 - NRC_neural_material: feature textures (and a 1.1 environment's texture, one image per texture
-  however many materials share it, kept on the material as the ID property ENVIRONMENT_KEY)
+  however many materials share it, kept as `Material.nrconvert.environment_image`)
   decoded by Blender from the GLB's bytes, checked with the vendored reference parser, then
   `neural_nodes.apply_neural` (the preview node group).
 Each step that finds bad data warns through `note` and leaves the plain import's fallback.
@@ -33,8 +33,6 @@ CAMERAS_NODE = "capture_cameras"
 LOD_NAME = re.compile(r"^(.*)_LOD(\d+)$")
 NOMINAL_VIEW = (0.36, 0.36 * 9 / 16)  # tan(half fov) of a 50 mm lens on 36 mm, 16:9
 BLENDER_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-# Material ID property: the NRC_neural_material environment's image (the exporter writes it back)
-ENVIRONMENT_KEY = "nrc_neural_environment"
 
 
 def _nodes(doc: dict) -> list:
@@ -294,9 +292,9 @@ def apply_neural_materials(session, root) -> None:
         stored = {k: v for k, v in ext.items() if k != "featureTextures"}
         if env is not None:  # the texture index is the file's: the exporter writes its own
             stored["environment"] = {k: v for k, v in ext["environment"].items() if k != "texture"}
-            mat[ENVIRONMENT_KEY] = env
         data.neural_json = json.dumps(stored)
         data.feature_image_0, data.feature_image_1 = images
+        data.environment_image = env
         data.fallback_image = next((n.image for n in mat.node_tree.nodes
                                     if n.type == "TEX_IMAGE" and n.image is not None), None)
         _preview(session, mat, ext, tuple(images), env)

@@ -30,7 +30,6 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from . import lod
-from .asset import ENVIRONMENT_KEY
 from .importer import first_error_line
 from ._vendor import neural
 from .properties import SubPanel, active_asset
@@ -101,8 +100,8 @@ class glTF2ExportUserExtension:  # noqa: N801 (the glTF add-on looks for this ex
         from io_scene_gltf2.io.com.gltf2_io_extensions import Extension
 
         ext = json.loads(data.neural_json)
-        environment = blender_material.get(ENVIRONMENT_KEY)
-        if "environment" in ext and not isinstance(environment, bpy.types.Image):
+        environment = data.environment_image
+        if "environment" in ext and environment is None:
             return  # the image is gone: the extension would not decode
         sampler = gltf2_io.Sampler(extensions=None, extras=None, mag_filter=LINEAR, min_filter=LINEAR,
                                    name=None, wrap_s=CLAMP, wrap_t=CLAMP)

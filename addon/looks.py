@@ -15,6 +15,7 @@ material is ever edited, so going back to PBR puts the very same datablocks back
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -244,6 +245,32 @@ def set_asset_look(obj: Any, mode: str) -> int:
     return changed
 
 
+def neural_summary(mat: Any) -> list[str]:
+    """What the Look panel says of a material carrying NRC_neural_material: its decoder and the
+    images it reads, so a missing or replaced image shows before an export drops the extension."""
+    data = getattr(mat, "nrconvert", None)
+    if data is None or not data.neural_json:
+        return []
+    ext = json.loads(data.neural_json)
+    has_env = "environment" in ext
+    lines = [f"Neural: {ext.get('viewEncoding', 'sh2')}" + (" + environment" if has_env else "")]
+    images = [("Features 0-3", data.feature_image_0), ("Features 4-7", data.feature_image_1)]
+    for label, image in images + ([("Environment", data.environment_image)] if has_env else []):
+        size = f" ({image.size[0]} x {image.size[1]})" if image is not None else ""
+        lines.append(f"{label}: {image.name}{size}" if image is not None else f"{label}: missing")
+    return lines
+
+
+def asset_neural_summary(obj: Any) -> list[str]:
+    """neural_summary of the first level whose captured material carries the extension."""
+    for mesh_obj in asset_meshes(obj):
+        for slot in range(len(mesh_obj.material_slots)):
+            lines = neural_summary(_captured(mesh_obj, slot))
+            if lines:
+                return [f"{mesh_obj.name}: " + lines[0]] + lines[1:]
+    return []
+
+
 def _anchor(context: Any) -> Any:
     """The object whose asset the panel acts on: the active asset's root, else the active object."""
     return active_asset(context) or getattr(context, "object", None)
@@ -303,6 +330,11 @@ class NRC_PT_looks(SubPanel, bpy.types.Panel):
         for ident, label, _ in MODES:
             op = grid.operator(NRCONVERT_OT_set_look.bl_idname, text=label, depress=obj.nrc_look == ident)
             op.mode = ident
+        lines = asset_neural_summary(obj)
+        if lines:
+            box = self.layout.box()
+            for k, line in enumerate(lines):
+                box.label(text=line, icon="SHADING_TEXTURE" if k == 0 else "IMAGE_DATA")
 
 
 _CLASSES = (NRC_LookOriginal, NRCONVERT_OT_set_look)

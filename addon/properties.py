@@ -82,6 +82,8 @@ class NRC_Material(bpy.types.PropertyGroup):
                                 description="NRC_neural_material JSON (without texture indices)")
     feature_image_0: PointerProperty(type=bpy.types.Image, name="Features 0-3")
     feature_image_1: PointerProperty(type=bpy.types.Image, name="Features 4-7")
+    environment_image: PointerProperty(type=bpy.types.Image, name="Neural environment",
+                                       description="NRC_neural_material 1.1's environment (equirect, 8-bit)")
     fallback_image: PointerProperty(type=bpy.types.Image, name="Unlit fallback")
 
 

@@ -257,7 +257,7 @@ def test_round_trip_keeps_the_environment(env_round_trip, addon, addon_import):
     fx.enable_addon(bpy)
     again = addon_import(out)
     assert again.result == {"FINISHED"} and again.messages == []
-    images = {lvl.captured_material["nrc_neural_environment"] for lvl in _root(bpy).nrconvert.lods}
+    images = {lvl.captured_material.nrconvert.environment_image for lvl in _root(bpy).nrconvert.lods}
     assert len(images) == 1
     nodes = addon.submodule("neural_nodes")
     for lvl in _root(bpy).nrconvert.lods:

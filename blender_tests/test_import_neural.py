@@ -160,6 +160,28 @@ def test_environment_renders_match_the_reference(addon, addon_import, env_asset,
     print("environment, Cycles vs reference, fraction within", EXACT, found)
 
 
+def test_look_panel_names_the_neural_images(addon, addon_import, env_asset):
+    """The Look panel's lines for each level's captured material: the decoder and the images it
+    reads, the environment being the very image the node group samples; a removed image reads
+    'missing' (an export would then drop the extension)."""
+    bpy = addon.bpy
+    assert addon_import(env_asset.path, use_world=False, lod_mode="MANUAL").result == {"FINISHED"}
+    nodes, looks = addon.submodule("neural_nodes"), addon.submodule("looks")
+    root = bpy.context.scene.nrconvert.asset
+    for k, level in enumerate(root.nrconvert.lods):
+        material = level.captured_material
+        tap = nodes.neural_group_node(material).node_tree.nodes[nodes.ENVIRONMENT_NODES[0]]
+        assert material.nrconvert.environment_image == tap.image
+        h, w = env_asset.asset.lods[k].maps.neural.environment.shape[:2]
+        lines = looks.neural_summary(material)
+        assert lines[0] == f"Neural: {ENCODINGS[k]} + environment" and len(lines) == 4, lines
+        assert lines[3] == f"Environment: {tap.image.name} ({w} x {h})", lines
+    panel = looks.asset_neural_summary(root)
+    assert panel[0] == f"{root.nrconvert.lods[0].object.name}: Neural: {ENCODINGS[0]} + environment", panel
+    material.nrconvert.environment_image = None
+    assert looks.neural_summary(material)[3] == "Environment: missing"
+
+
 def test_environment_in_eevee(addon, addon_import, env_asset, tmp_path: Path):
     """The same group in EEVEE (Mesa's software OpenGL on a CI box): the spec's 30 dB for every
     LOD at the capture camera and for LOD0 at the other two. Four Closest lookups blended by
@@ -294,12 +316,12 @@ def test_bad_environment_warns_and_falls_back(case, env_glb, addon, addon_import
     for k, level in enumerate(bpy.context.scene.nrconvert.asset.nrconvert.lods):
         mat = level.captured_material
         if k in bad:
-            assert mat.nrconvert.neural_json == "" and mat.get("nrc_neural_environment") is None
+            assert mat.nrconvert.neural_json == "" and mat.nrconvert.environment_image is None
             assert nodes.neural_group_node(mat) is None
             (image,) = blender_utils.shader_image_nodes(mat)
             np.testing.assert_array_equal(blender_utils.image_rgb8(image.image), env_glb.asset.lods[k].maps.captured)
         else:
-            assert nodes.neural_group_node(mat) is not None and mat.get("nrc_neural_environment") is not None
+            assert nodes.neural_group_node(mat) is not None and mat.nrconvert.environment_image is not None
     features = [im.name for im in bpy.data.images if "_features" in im.name]
     environments = [im for im in bpy.data.images if im.name.startswith("neural_environment")]
     assert len(features) == 2 * (3 - len(bad)) and len(environments) == (len(bad) < 3), (features, environments)
@@ -313,7 +335,7 @@ def test_apply_neural_needs_the_environment_image(env_glb, addon, addon_import):
     assert addon_import(env_glb.path).result == {"FINISHED"}
     level = bpy.context.scene.nrconvert.asset.nrconvert.lods[0]
     mat, data = level.captured_material, level.captured_material.nrconvert
-    env = mat["nrc_neural_environment"]
+    env = data.environment_image
     assert tuple(env.size) == (32, 16) and env.colorspace_settings.name == "Non-Color"
     images = (data.feature_image_0, data.feature_image_1)
     doc, _ = read_glb_json(env_glb.path)
