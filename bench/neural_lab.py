@@ -81,7 +81,7 @@ def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: 
     size = variant.get("size") or N.feature_size(len(samples.uv), coverage, 1024)
     t = time.time()
     common = dict(batch=variant.get("batch", 16384), tv=variant.get("tv", 1e-2), seed=cfg.seed,
-                  hidden=variant.get("hidden", N.HIDDEN))
+                  hidden=variant.get("hidden"))  # None: the pipeline's (bake.neural.default_hidden)
     steps = variant.get("steps", cfg.neural_steps)
     tests = cache["tests"]
     if variant.get("env"):  # nv reads (mirror, n.v): the first 4 columns of sh2_reflected_nv's samples

@@ -77,8 +77,9 @@ def neural_material(size: int, seed: int):
 
 def neural_env_material(size: int = 32, seed: int = 0, encoding: str = "nv", env_shape=(16, 32)):
     """A valid NRC_neural_material 1.1 with an environment: smooth features (low-frequency
-    sinusoids, bytes 0 and 255 in every channel), an MLP (8 + encoding) -> 12 -> 12 -> 6 whose
-    last layer is linear (a, b), b near 1 (bias) so that sigmoid(a + b * e) follows e, and a
+    sinusoids, bytes 0 and 255 in every channel), an MLP whose last layer is linear (a, b), b near
+    1 (bias) so that sigmoid(a + b * e) follows e: with `nv` 9 -> 28 -> 6 as the pipeline writes it,
+    otherwise (8 + encoding) -> 12 -> 12 -> 6, and a
     random-byte equirect environment (`env_shape`, rows x columns) dequantised to about [-3, 3]:
     every texel, seam and pole row shows."""
     from nrconvert.export.neural import VIEW_ENCODINGS, Layer, NeuralMaterial
@@ -87,9 +88,11 @@ def neural_env_material(size: int = 32, seed: int = 0, encoding: str = "nv", env
     y, x = (np.mgrid[0:size, 0:size] + 0.5) / size
     waves = [0.5 + 0.6 * np.sin(2 * np.pi * (a * x + b * y) + c) for a, b, c in rng.uniform(-2, 2, (8, 3))]
     feats = np.rint(np.clip(np.stack(waves, -1), 0, 1) * 255).astype(np.uint8)
-    dims = (8 + VIEW_ENCODINGS[encoding], 12, 12, 6)
-    layers = [Layer((rng.normal(size=(o, i)) * (0.8 if k < 2 else 0.25) / np.sqrt(3)).astype(np.float32),
-                    (rng.normal(size=o) * 0.3).astype(np.float32), "relu" if k < 2 else "linear")
+    hidden = (28,) if encoding == "nv" else (12, 12)
+    dims = (8 + VIEW_ENCODINGS[encoding], *hidden, 6)
+    last = len(dims) - 2
+    layers = [Layer((rng.normal(size=(o, i)) * (0.8 if k < last else 0.25) / np.sqrt(3)).astype(np.float32),
+                    (rng.normal(size=o) * 0.3).astype(np.float32), "relu" if k < last else "linear")
               for k, (i, o) in enumerate(zip(dims[:-1], dims[1:]))]
     layers[-1].bias[3:] += 1.0
     env = rng.integers(0, 256, (*env_shape, 3), dtype=np.uint8)

@@ -352,7 +352,8 @@ def test_apply_neural_needs_the_environment_image(env_glb, addon, addon_import):
     nodes.apply_neural(mat, ext, images, env)
     assert {nodes.neural_group_node(mat).node_tree.nodes[name].image for name in nodes.ENVIRONMENT_NODES} == {env}
     version1 = {k: v for k, v in json.loads(json.dumps(ext)).items() if k != "environment"}
+    width = len(version1["layers"][-2]["bias"])  # the last layer's inputs
     version1["layers"][-1].update(activation="sigmoid", bias=version1["layers"][-1]["bias"][:3],
-                                  weights=version1["layers"][-1]["weights"][:3 * 12])
+                                  weights=version1["layers"][-1]["weights"][:3 * width])
     nodes.apply_neural(mat, version1, images, env)
     assert not set(nodes.ENVIRONMENT_NODES) & set(nodes.neural_group_node(mat).node_tree.nodes.keys())

@@ -78,7 +78,8 @@ class Config:
     # a learnt environment the decoder modulates (equirect, at most this many texels around, half
     # as many high, fewer where the samples do not support it: bake.neural.environment_size; 0:
     # none): colour = sigmoid(a + b * env(mirror)); needs a mirrored encoding. With nv it
-    # held out 1.1 dB better than sh2_reflected_nv without it, at 776 FLOP against 965 (design.md)
+    # held out 1.1 dB better than sh2_reflected_nv without it, at 776 FLOP against 965 (design.md);
+    # its MLP is one layer of 28 since (972 FLOP, +0.2-0.3 dB: bake.neural.ENV_HIDDEN)
     neural_environment: int = 128
 
     def replace(self, **changes) -> Config:

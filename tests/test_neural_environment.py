@@ -96,6 +96,24 @@ def test_distillation_learns_a_reflection_the_environment_holds():
     assert mse_env < 0.3 * mse_sh, (mse_env, mse_sh)
 
 
+def test_pipeline_decoder_with_an_environment_is_one_wide_layer_and_lower_lods_share_it():
+    """With an environment nrconvert writes 9 -> 28 -> 6 (972 FLOP, inside the 1000 budget); a
+    lower LOD distilled against LOD0's decoder keeps its widths and weights, only its features
+    are its own."""
+    rng = np.random.default_rng(4)
+    d, n = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3))
+    samples = ViewSamples(rng.uniform(0, 1, (4000, 2)).astype(np.float32),
+                          view_inputs(d, "nv", n).astype(np.float32), rng.uniform(0, 1, (4000, 3)).astype(np.float32))
+    lod0 = distill(samples, 8, 20, batch=1024, encoding="nv", env_width=16)
+    assert [layer.weights.shape for layer in lod0.material.layers] == [(28, 9), (6, 28)]
+    assert lod0.material.flops_per_pixel() == 972 <= 1000
+    lod1 = distill(samples, 4, 5, batch=1024, shared=lod0.decoder)
+    for mine, theirs in zip(lod1.material.layers, lod0.material.layers):
+        np.testing.assert_array_equal(mine.weights, theirs.weights)
+    np.testing.assert_array_equal(lod1.material.environment, lod0.material.environment)
+    assert lod1.material.features.shape[:2] == (4, 4)
+
+
 def test_environment_resolution_follows_the_evidence():
     """24 samples per texel at least: the tiny 16-photo capture (10.6 k samples) gets 16 x 8, a
     200 px capture of 100 photos (~1 M) the full 128 x 64."""

@@ -28,6 +28,16 @@ from ..render.volume import render_chunked
 from .texture import interpolate, pad_texture
 
 HIDDEN = (12, 12)  # 21 -> 12 -> 12 -> 3 with sh2_reflected_nv: 965 FLOP per pixel (NeuralMaterial.flops_per_pixel)
+# With an environment the MLP reads 9 values and gives 6, so one wide layer fits the budget that
+# two narrow ones took: 9 -> 28 -> 6 is 972 FLOP (12 x 12: 776). Held out on LOD0's samples it
+# gained +0.30 dB on the specular suzanne and +0.21 on the glossy torus knot (run-to-run ±0.1;
+# bench/RESULTS.md, sixteenth session): width, not depth, is what the small decoder lacked.
+ENV_HIDDEN = (28,)
+
+
+def default_hidden(env_width: int) -> tuple[int, ...]:
+    """The MLP's hidden widths nrconvert writes: one layer of 28 with an environment, else 12 x 12."""
+    return ENV_HIDDEN if env_width else HIDDEN
 
 
 @dataclass
@@ -250,7 +260,7 @@ class Distilled:
 
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
             batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
-            encoding: str = "sh2", hidden: tuple[int, ...] = HIDDEN, env_width: int = 0, env_tv: float = 1e-3,
+            encoding: str = "sh2", hidden: tuple[int, ...] | None = None, env_width: int = 0, env_tv: float = 1e-3,
             progress: Callable[[int, int], None] | None = None, device: str | torch.device = "cpu") -> Distilled:
     """Fit features (and, unless `shared` gives a decoder whose MLP and environment to keep, the
     MLP and environment) to samples.
@@ -262,6 +272,8 @@ def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | No
     """
     if shared is not None:
         encoding, env_width = shared.encoding, 0 if shared.env is None else shared.env.shape[-1]
+        hidden = tuple(layer.out_features for layer in shared.mlp[:-1])
+    hidden = default_hidden(env_width) if hidden is None else hidden
     dec = Decoder(size, hidden, seed=seed, encoding=encoding, env_width=env_width).to(device)
     texels = [dec.features] + ([] if dec.env is None else [dec.env])
     head = [p for p in dec.head_parameters() if p is not dec.env]

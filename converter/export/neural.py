@@ -32,7 +32,8 @@ VIEW_ENCODINGS = {"sh2": 9, "raw": 3, "sh2_reflected": 9, "sh2_reflected_nv": 13
 REFLECTED = ("sh2_reflected", "sh2_reflected_nv", "nv")
 # nv: the MLP reads only n.v besides the features; meant for materials with an environment, which
 # is looked up by the mirrored direction and carries what SH2 of it was too smooth to hold (a
-# 0.2-rough reflection): +1.0 dB held-out on the specular suzanne at 776 FLOP (docs/design.md)
+# 0.2-rough reflection): +1.0 dB held-out on the specular suzanne at 776 FLOP (docs/design.md);
+# nrconvert now writes 9 -> 28 -> 6 there (972 FLOP, bake.neural.ENV_HIDDEN)
 MAX_LAYER_WIDTH = 256  # bounds what a file may make a reader allocate (weights are read from JSON)
 MAX_LAYERS = 8
 # the environment's per-pixel cost: the equirect angles (atan2 and acos, ~20 each as a GPU's
