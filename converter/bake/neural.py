@@ -25,7 +25,7 @@ from ..export.neural import (SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATU
 from ..mesh import Mesh, vertex_normals
 from ..render.raster import photo_object_pixels, rasterize_view
 from ..render.volume import render_chunked
-from .texture import interpolate, pad_texture
+from .texture import interpolate, pad_texture, to_uint8_srgb
 
 HIDDEN = (12, 12)  # 21 -> 12 -> 12 -> 3 with sh2_reflected_nv: 965 FLOP per pixel (NeuralMaterial.flops_per_pixel)
 # With an environment the MLP reads 9 values and gives 6, so one wide layer fits the budget that
@@ -230,21 +230,16 @@ class Decoder(torch.nn.Module):
         """The quantised features (padded from observed texels into the rest) and the MLP."""
         with torch.no_grad():
             f = self.quantised()[0].permute(1, 2, 0).numpy()
-        feats = _uint8(pad_texture(f, observed))
+        feats = to_uint8_srgb(pad_texture(f, observed))  # the same 8-bit grid quantise_8bit trains on
         last = "sigmoid" if self.env is None else "linear"
         layers = [Layer(m.weight.detach().numpy().astype(np.float32), m.bias.detach().numpy().astype(np.float32),
                         "relu" if i < len(self.mlp) - 1 else last) for i, m in enumerate(self.mlp)]
         mat = NeuralMaterial(feats, _f32(self.scale), _f32(self.offset), layers, self.encoding)
         if self.env is not None:
             with torch.no_grad():
-                mat.environment = _uint8(quantise_8bit(self.env)[0].permute(1, 2, 0).numpy())
+                mat.environment = to_uint8_srgb(quantise_8bit(self.env)[0].permute(1, 2, 0).numpy())
             mat.env_scale, mat.env_offset = _f32(self.env_scale), _f32(self.env_offset)
         return mat
-
-
-def _uint8(values: np.ndarray) -> np.ndarray:
-    """The file's bytes of values on (or, padded, between) the 8-bit grid `quantise_8bit` trains on."""
-    return np.clip(np.round(values * 255), 0, 255).astype(np.uint8)
 
 
 def _f32(p: torch.Tensor) -> np.ndarray:
