@@ -8,11 +8,14 @@ Each variant distils LOD0's features and decoder with the pipeline's own code
 (`bake.neural.view_samples`, `between_cameras`, `field_image`, `distill`), changing only what it
 names: `size` (feature side; default the sample count's choice, `feature_size`), `tv` (total
 variation weight), `field_views` (field renders between the photos), `steps`, `batch`, `hidden`
-(the MLP's widths, `12x12`) and `env` (a learnt environment texture of that width that the MLP
-modulates, with the `nv` encoding: `--set neural_environment=W`, format 1.1). Scores
-are PSNR at the held-out cameras' pixel centres where the photo and the mesh agree on the object
-(the samples `view_samples` takes), against the training samples' own PSNR: the gap between the
-two is how well the decoder carries the look to views it never saw. `--teacher` also scores the
+(the MLP's widths, `12x12`), `env` (a learnt environment texture of that width that the MLP
+modulates, with the `nv` encoding: `--set neural_environment=W`, format 1.1) and `footprint`
+(photo pixels fitted as the mean of that many sub-samples per side, `bake.footprint`; 1: pixel
+centres; default the run's `neural_footprint`). Scores are PSNR at the held-out cameras' pixel
+centres where the photo and the mesh agree on the object (the samples `view_samples` takes),
+against the training samples' own PSNR: the gap between the two is how well the decoder carries
+the look to views it never saw; and `heldout_aa`, the held-out object pixels the mesh touches,
+anti-aliased (4 x 4 sub-samples, premultiplied), as bench/neural.py renders them. `--teacher` also scores the
 field's own colour at the same held-out samples (rays marched from just in front of LOD0's
 surface, `field_image`): the ceiling distillation of this field works under. This is the quick loop
 behind bench/RESULTS.md's lab numbers; the end-to-end score of a GLB is bench/neural.py's.
@@ -30,7 +33,7 @@ import torch
 from relight import save
 
 FIELDS = {"size": int, "tv": float, "field_views": int, "steps": int, "batch": int,
-          "hidden": lambda t: tuple(int(h) for h in t.split("x")), "env": int}
+          "hidden": lambda t: tuple(int(h) for h in t.split("x")), "env": int, "footprint": int}
 
 
 def parse_variant(text: str) -> dict:
@@ -64,50 +67,65 @@ def load_run(run_glb: Path, capture_dir: Path):
 
 def measure(cfg, capture, tf, mesh, variant: dict, rotation: np.ndarray, cache: dict) -> dict:
     from nrconvert.bake import neural as N
+    from nrconvert.bake.footprint import pixel_samples
+    from nrconvert.bake.neural_chain import lod_samples
     from nrconvert.bake.texture import texel_fragments
-    from nrconvert.metrics.image import psnr
 
     enc, fv = cfg.neural_encoding, variant.get("field_views", cfg.neural_field_views)
+    foot = variant.get("footprint", cfg.neural_footprint)
     if fv not in cache:
-        extra = N.between_cameras(capture.train, fv, cfg.seed)
-        parts = [N.view_samples(mesh, f, rotation, cfg.downscale, encoding=enc) for f in capture.train]
-        parts += [N.view_samples(mesh, f, rotation, cfg.downscale, image=N.field_image(tf, mesh, f, cfg.downscale),
-                                 encoding=enc) for f in extra]
-        cache[fv] = N.concat(parts)
-    samples = cache[fv]
+        cache[fv] = [(f, N.field_image(tf, mesh, f, cfg.downscale))
+                     for f in N.between_cameras(capture.train, fv, cfg.seed)]
+    if (fv, foot) not in cache:
+        cache[fv, foot] = lod_samples(mesh, capture.train, cache[fv], rotation, cfg.replace(neural_footprint=foot))
+    samples, pixels = cache[fv, foot]
     if "tests" not in cache:
-        cache["tests"] = [N.view_samples(mesh, f, rotation, cfg.downscale, encoding=enc) for f in capture.test]
+        cache["tests"] = [(N.view_samples(mesh, f, rotation, cfg.downscale, encoding=enc),
+                           pixel_samples(mesh, f, rotation, cfg.downscale, enc, 4)) for f in capture.test]
+    tests = cache["tests"]
+    n = len(samples.uv) + (0 if pixels is None else pixels.covered())
     coverage = float((texel_fragments(mesh, 256).tri >= 0).mean())
-    size = variant.get("size") or N.feature_size(len(samples.uv), coverage, 1024)
+    size = variant.get("size") or N.feature_size(n, coverage, 1024)
     t = time.time()
     common = dict(batch=variant.get("batch", 16384), tv=variant.get("tv", 1e-2), seed=cfg.seed,
                   hidden=variant.get("hidden"))  # None: the pipeline's (bake.neural.default_hidden)
     steps = variant.get("steps", cfg.neural_steps)
-    tests = cache["tests"]
-    if variant.get("env"):  # nv reads (mirror, n.v): the first 4 columns of sh2_reflected_nv's samples
-        samples, tests = (_nv(s) for s in (samples, tests)) if enc == "sh2_reflected_nv" else (samples, tests)
-        enc, common["env_width"] = "nv", variant["env"]
-    distilled = N.distill(samples, size, steps, encoding=enc, **common)
+    env = variant.get("env", cfg.neural_environment if enc != "sh2_reflected_nv" else 0)
+    if env and enc == "sh2_reflected_nv":  # nv reads (mirror, n.v): the first 4 columns of its samples
+        samples, pixels, tests = _nv(samples), _nv(pixels), [(_nv(a), _nv(b)) for a, b in tests]
+        enc = "nv"
+    common["env_width"] = N.environment_size(n, env)
+    distilled = N.distill(samples, size, steps, pixels=pixels, encoding=enc, **common)
     dec, flops = distilled.decoder.eval(), distilled.material.flops_per_pixel()
+    train = pixels if pixels is not None else samples
+    pick = np.random.default_rng(0).choice(len(train.rgb), min(200_000, len(train.rgb)), replace=False)
+    return {"variant": variant, "feature_size": size, "samples": n, "flops_per_pixel": flops,
+            "heldout_centres": round(float(np.mean([_score(dec, a) for a, _ in tests])), 2),
+            "heldout_aa": round(float(np.mean([_score(dec, b) for _, b in tests])), 2),
+            "train": round(float(_score(dec, _take(train, pick))), 2), "seconds": round(time.time() - t, 1)}
 
-    def score(s) -> float:
-        with torch.no_grad():
-            return psnr(dec(torch.from_numpy(s.uv), torch.from_numpy(s.view)).numpy(), s.rgb)
 
-    pick = np.random.default_rng(0).choice(len(samples.uv), min(200_000, len(samples.uv)), replace=False)
-    train = N.ViewSamples(samples.uv[pick], samples.view[pick], samples.rgb[pick])
-    return {"variant": variant, "feature_size": size, "samples": len(samples.uv), "flops_per_pixel": flops,
-            "heldout_centres": round(float(np.mean([score(s) for s in tests])), 2),
-            "train": round(float(score(train)), 2), "seconds": round(time.time() - t, 1)}
+def _score(dec, s) -> float:
+    """PSNR of the decoder on samples (pixel centres) or pixels (their footprints' mean)."""
+    from nrconvert.bake.footprint import pixel_colour
+    from nrconvert.metrics.image import psnr
+
+    with torch.no_grad():
+        if hasattr(s, "hit"):
+            return psnr(pixel_colour(dec, *(torch.from_numpy(x) for x in (s.uv, s.view, s.hit))).numpy(), s.rgb)
+        return psnr(dec(torch.from_numpy(s.uv), torch.from_numpy(s.view)).numpy(), s.rgb)
+
+
+def _take(s, idx):
+    return type(s)(*(getattr(s, f)[idx] for f in s.__dataclass_fields__))
 
 
 def _nv(s):
-    """`nv` samples from `sh2_reflected_nv` ones (a list of them, or one)."""
-    from nrconvert.bake import neural as N
-
-    if isinstance(s, list):
-        return [_nv(x) for x in s]
-    return N.ViewSamples(s.uv, np.ascontiguousarray(s.view[:, :4]), s.rgb)
+    """`nv` samples (or pixels) from `sh2_reflected_nv` ones: the first 4 columns of their views."""
+    if s is None:
+        return None
+    return type(s)(**{f: np.ascontiguousarray(getattr(s, f)[..., :4]) if f == "view" else getattr(s, f)
+                      for f in s.__dataclass_fields__})
 
 
 def teacher(cfg, capture, tf, mesh) -> dict:

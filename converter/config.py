@@ -81,6 +81,9 @@ class Config:
     # held out 1.1 dB better than sh2_reflected_nv without it, at 776 FLOP against 965 (design.md);
     # its MLP is one layer of 28 since (972 FLOP, +0.2-0.3 dB: bake.neural.ENV_HIDDEN)
     neural_environment: int = 128
+    # each photo pixel fitted as the mean of footprint x footprint sub-samples (bake.footprint), as
+    # a camera integrates it and an anti-aliased render shows it; 1: the pixel centre alone
+    neural_footprint: int = 2
 
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
@@ -130,6 +133,8 @@ def make_config(preset: str = "balanced", overrides: dict | None = None) -> Conf
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
     _check_environment(cfg)
+    if not 1 <= cfg.neural_footprint <= 4:
+        raise ValueError(f"neural_footprint must be 1 to 4 sub-samples per pixel side, got {cfg.neural_footprint}")
     return cfg
 
 

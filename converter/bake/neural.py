@@ -20,11 +20,11 @@ import torch.nn.functional as F
 
 from ..capture.images import load_frame_image
 from ..capture.model import Frame
-from ..export.neural import (SH_C0, SH_C1, SH_C2, Layer, NeuralMaterial, N_FEATURES, mlp_input_size, uses_normals,
-                             view_inputs)
-from ..mesh import Mesh, vertex_normals
+from ..export.neural import SH_C0, SH_C1, SH_C2, N_FEATURES, Layer, NeuralMaterial, mlp_input_size
+from ..mesh import Mesh
 from ..render.raster import photo_object_pixels, rasterize_view
 from ..render.volume import render_chunked
+from .footprint import PixelSamples, mesh_view_inputs, pixel_colour
 from .texture import interpolate, pad_texture, to_uint8_srgb
 
 HIDDEN = (12, 12)  # 21 -> 12 -> 12 -> 3 with sh2_reflected_nv: 965 FLOP per pixel (NeuralMaterial.flops_per_pixel)
@@ -60,19 +60,8 @@ def view_samples(mesh: Mesh, frame: Frame, rotation: np.ndarray, downscale: int 
     hit = photo_object_pixels(frags.tri, alpha)
     pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
     uv = interpolate(mesh.uvs, mesh.faces, frags)[hit]
-    view = _view_inputs(mesh, frags, hit, pos - frame.c2w[:3, 3], encoding, rotation)
+    view = mesh_view_inputs(mesh, frags, hit, pos - frame.c2w[:3, 3], encoding, rotation)
     return ViewSamples(uv.astype(np.float32), view.astype(np.float32), rgb[hit].astype(np.float32))
-
-
-def _view_inputs(mesh: Mesh, frags, hit: np.ndarray, d: np.ndarray, encoding: str, rotation: np.ndarray
-                 ) -> np.ndarray:
-    """`export.neural.view_inputs` in the asset frame (mirror and n.v commute with the rotation),
-    with the interpolated normals the GLB will store."""
-    normals = None
-    if uses_normals(encoding):
-        vn = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
-        normals = interpolate(vn, mesh.faces, frags)[hit] @ rotation.T
-    return view_inputs(d @ rotation.T, encoding, normals)
 
 
 @torch.no_grad()
@@ -254,11 +243,12 @@ class Distilled:
 
 
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
-            batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
+            pixels: PixelSamples | None = None, batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
             encoding: str = "sh2", hidden: tuple[int, ...] | None = None, env_width: int = 0, env_tv: float = 1e-3,
             progress: Callable[[int, int], None] | None = None, device: str | torch.device = "cpu") -> Distilled:
     """Fit features (and, unless `shared` gives a decoder whose MLP and environment to keep, the
-    MLP and environment) to samples.
+    MLP and environment) to samples, and to `pixels` (photo pixels as footprints,
+    `bake.footprint`) when given.
 
     MSE in sRGB (the photos' space, where the error we report is measured); total variation on
     the features spreads colour into texels few samples hit (and, lighter, on the environment
@@ -284,28 +274,40 @@ def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | No
         out = tv * _tv(dec.features)
         return out if dec.env is None or shared is not None else out + env_tv * _tv(dec.env)
 
-    history = fit(dec, groups, samples, steps, batch=batch, prior=prior, seed=seed, progress=progress)
+    history = fit(dec, groups, samples, steps, batch=batch, prior=prior, seed=seed, progress=progress, pixels=pixels)
     dec = dec.cpu()
-    return Distilled(dec.export(observed_texels(samples.uv, size)), dec, history)
+    uv = samples.uv if pixels is None else np.concatenate([samples.uv, pixels.uv[pixels.hit > 0]])
+    return Distilled(dec.export(observed_texels(uv, size)), dec, history)
 
 
 def fit(dec: torch.nn.Module, groups: list[dict], samples: ViewSamples, steps: int, *, batch: int,
         prior: Callable[[], torch.Tensor], seed: int = 0,
-        progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """Minibatch MSE of `dec(uv, view)` against the samples plus `prior()`, Adam over `groups`
+        progress: Callable[[int, int], None] | None = None, pixels: PixelSamples | None = None) -> list[dict]:
+    """Minibatch MSE of `dec(uv, view)` against the samples (and of `pixel_colour` against the
+    `pixels`, the batch shared in proportion to their counts) plus `prior()`, Adam over `groups`
     with each group's rate cosine-decayed to 5 %; returns the MSE every 100 steps. Runs where
     `dec`'s parameters are; the batches are drawn on the CPU, the same with or without a GPU."""
     opt = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)
     base = [g["lr"] for g in groups]
     device = next(dec.parameters()).device
-    uv, view, rgb = (torch.from_numpy(getattr(samples, k)).to(device) for k in ("uv", "view", "rgb"))
+    sets = [_on(device, samples, ("uv", "view", "rgb"))]
+    if pixels is not None and len(pixels.rgb):
+        sets.append(_on(device, pixels, ("uv", "view", "hit", "rgb")))
+    counts = [len(t[-1]) for t in sets]
+    sizes = [max(1, round(min(batch, sum(counts)) * n / sum(counts))) if n else 0 for n in counts]
     g = torch.Generator().manual_seed(seed)
     history = []
     for step in range(steps):
         for grp, b in zip(opt.param_groups, base):
             grp["lr"] = b * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / steps)))
-        idx = torch.randint(0, len(uv), (min(batch, len(uv)),), generator=g).to(device)
-        loss = F.mse_loss(dec(uv[idx], view[idx]), rgb[idx])
+        sse = 0.0
+        for tensors, n, size in zip(sets, counts, sizes):
+            if size:
+                idx = torch.randint(0, n, (size,), generator=g).to(device)
+                picked = [t[idx] for t in tensors]
+                pred = dec(*picked[:2]) if len(picked) == 3 else pixel_colour(dec, *picked[:3])
+                sse = sse + F.mse_loss(pred, picked[-1], reduction="sum")
+        loss = sse / (3 * sum(sizes))
         opt.zero_grad(set_to_none=True)
         (loss + prior()).backward()
         opt.step()
@@ -314,6 +316,10 @@ def fit(dec: torch.nn.Module, groups: list[dict], samples: ViewSamples, steps: i
             if progress:
                 progress(step + 1, steps)
     return history
+
+
+def _on(device, data, keys: tuple[str, ...]) -> list[torch.Tensor]:
+    return [torch.from_numpy(getattr(data, k)).to(device) for k in keys]
 
 
 def _tv(f: torch.Tensor) -> torch.Tensor:

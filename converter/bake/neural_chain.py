@@ -17,8 +17,9 @@ from ..config import Config
 from ..export.frames import capture_to_gltf_rotation
 from ..export.neural import NeuralMaterial, from_json
 from .asset import Lod
-from .neural import (Decoder, between_cameras, concat, distill, environment_size, feature_size, field_image,
-                     view_samples)
+from .footprint import PixelSamples, concat_pixels, pixel_samples
+from .neural import (Decoder, ViewSamples, between_cameras, concat, distill, environment_size, feature_size,
+                     field_image, view_samples)
 from .texture import texel_fragments
 
 Progress = Callable[[str, int, int], None]
@@ -36,24 +37,37 @@ def distill_lods(tf, lods: list[Lod], frames: list[Frame], up_axis: str, cfg: Co
         renders.append(field_image(tf, lods[0].mesh, f, cfg.downscale))
     out, history, shared = [], [], None
     for k, lod in enumerate(lods):
-        enc = cfg.neural_encoding
-        parts = [view_samples(lod.mesh, f, rotation, cfg.downscale, encoding=enc) for f in frames]
-        parts += [view_samples(lod.mesh, f, rotation, cfg.downscale, image=img, encoding=enc)
-                  for f, img in zip(extra, renders)]
-        samples = concat(parts)
+        samples, pixels = lod_samples(lod.mesh, frames, list(zip(extra, renders)), rotation, cfg)
+        n = len(samples.uv) + (0 if pixels is None else pixels.covered())
         coverage = float((texel_fragments(lod.mesh, 256).tri >= 0).mean())
-        size = feature_size(len(samples.uv), coverage, min(MAX_FEATURE_SIZE, lod.maps.size[0]))
+        size = feature_size(n, coverage, min(MAX_FEATURE_SIZE, lod.maps.size[0]))
         steps = cfg.neural_steps if k == 0 else max(1, cfg.neural_steps // 3)
-        env = environment_size(len(samples.uv), cfg.neural_environment)  # LOD0's; the rest share it
-        result = distill(samples, size, steps, shared=shared, seed=cfg.seed, encoding=enc, env_width=env,
+        env = environment_size(n, cfg.neural_environment)  # LOD0's; the rest share it
+        result = distill(samples, size, steps, shared=shared, pixels=pixels, seed=cfg.seed,
+                         encoding=cfg.neural_encoding, env_width=env,
                          progress=lambda d, t, k=k: say(f"neural LOD{k}", d, t), device=tf.field.log_beta.device)
         shared = shared or result.decoder
         out.append(result.material)
-        history.append({"lod": k, "feature_size": size, "samples": len(samples.uv), "steps": steps,
+        history.append({"lod": k, "feature_size": size, "samples": n, "steps": steps,
                         "environment": None if result.material.environment is None
                         else list(result.material.environment.shape[1::-1]),
                         "mse": result.history[-1]["mse"] if result.history else None})
     return out, history
+
+
+def lod_samples(mesh, frames: list[Frame], renders: list, rotation: np.ndarray, cfg: Config
+                ) -> tuple[ViewSamples, PixelSamples | None]:
+    """One LOD's supervision: the field renders' pixel centres (a render is point-sampled) and the
+    photos' pixels, as footprints (`bake.footprint`) or, with `neural_footprint` 1, centres too."""
+    enc, foot = cfg.neural_encoding, cfg.neural_footprint
+    parts = [view_samples(mesh, f, rotation, cfg.downscale, image=img, encoding=enc) for f, img in renders]
+    if foot == 1:
+        parts = [view_samples(mesh, f, rotation, cfg.downscale, encoding=enc) for f in frames] + parts
+        return concat(parts), None
+    pixels = concat_pixels([pixel_samples(mesh, f, rotation, cfg.downscale, enc, foot) for f in frames])
+    if not parts:  # no field views: the photos alone
+        return ViewSamples(*(np.zeros((0, n), np.float32) for n in (2, pixels.view.shape[-1], 3))), pixels
+    return concat(parts), pixels
 
 
 def save_neural(folder: Path, materials: list[NeuralMaterial], history: list[dict]) -> None:
