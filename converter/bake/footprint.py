@@ -15,7 +15,7 @@ silhouette pixels are dropped, as `render.raster.photo_object_pixels` does for p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from ..capture.images import load_frame_image
 from ..capture.model import Frame
 from ..export.neural import uses_normals, view_inputs
 from ..mesh import Mesh, vertex_normals
-from ..render.raster import rasterize_view
+from ..render.raster import rasterize_view, supersampled
 from .texture import interpolate
 
 
@@ -47,10 +47,7 @@ def pixel_samples(mesh: Mesh, frame: Frame, rotation: np.ndarray, downscale: int
     """The photo's object pixels with `footprint` x `footprint` sub-samples each."""
     s = footprint
     h, w = frame.height // downscale, frame.width // downscale
-    k = s / downscale
-    fine = replace(frame, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k, cy=frame.cy * k,
-                   width=w * s, height=h * s)
-    frags = rasterize_view(fine, mesh.vertices, mesh.faces, 1, cull_backfaces=True)
+    frags = rasterize_view(supersampled(frame, s, downscale), mesh.vertices, mesh.faces, 1, cull_backfaces=True)
     hit = frags.tri >= 0
     pos = interpolate(mesh.vertices, mesh.faces, frags)[hit]
     view_hit = mesh_view_inputs(mesh, frags, hit, pos - frame.c2w[:3, 3], encoding, rotation)

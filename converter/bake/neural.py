@@ -243,7 +243,8 @@ class Distilled:
 
 
 def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | None = None,
-            pixels: PixelSamples | None = None, batch: int = 16384, lr: float = 0.03, tv: float = 1e-2, seed: int = 0, mlp_lr: float = 1 / 3,
+            pixels: PixelSamples | None = None, batch: int = 16384, lr: float = 0.03, tv: float = 1e-2,
+            seed: int = 0, mlp_lr: float = 1 / 3,
             encoding: str = "sh2", hidden: tuple[int, ...] | None = None, env_width: int = 0, env_tv: float = 1e-3,
             progress: Callable[[int, int], None] | None = None, device: str | torch.device = "cpu") -> Distilled:
     """Fit features (and, unless `shared` gives a decoder whose MLP and environment to keep, the

@@ -11,7 +11,7 @@ from ..capture.model import Frame
 from ..export.frames import pose_to_gltf
 from ..export.neural import decode, sample_bilinear
 from ..export.reader import LodPrimitive
-from .raster import rasterize_view
+from .raster import rasterize_view, supersampled
 
 LOOKS = ("neural", "captured")
 
@@ -36,10 +36,7 @@ def render_primitive(prim: LodPrimitive, frame: Frame, look: str = "neural", dow
         raise ValueError(f"samples must be >= 1, got {samples}")
     h, w = frame.height // downscale, frame.width // downscale
     if samples > 1:
-        k = samples / downscale
-        frame = replace(frame, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k, cy=frame.cy * k,
-                        width=w * samples, height=h * samples)
-        downscale = 1
+        frame, downscale = supersampled(frame, samples, downscale), 1
     frags = rasterize_view(frame, prim.positions, prim.faces, downscale)
     hit = frags.tri >= 0
     img = np.zeros(hit.shape + (3,), np.float32)

@@ -6,7 +6,7 @@ attributes themselves. The coverage, depth and tie rules are documented there.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,6 +48,14 @@ def project(frame: Frame, vertices: np.ndarray, downscale: int = 1) -> tuple[np.
     u = (pc[:, 0] / zs * frame.fx + frame.cx) / downscale
     v = (-pc[:, 1] / zs * frame.fy + frame.cy) / downscale
     return np.stack([u, v], -1), z
+
+
+def supersampled(frame: Frame, samples: int, downscale: int = 1) -> Frame:
+    """`frame` at `samples` x `samples` sub-pixels per pixel of its `downscale`d size: sub-pixel
+    (i, j) of pixel (y, x) is pixel (y * samples + i, x * samples + j) of the result."""
+    k = samples / downscale
+    return replace(frame, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k, cy=frame.cy * k,
+                   width=frame.width // downscale * samples, height=frame.height // downscale * samples)
 
 
 def rasterize_view(frame: Frame, vertices: np.ndarray, faces: np.ndarray, downscale: int = 1,
