@@ -59,6 +59,9 @@ class Config:
     mc_resolution: int = 256
     max_triangles: int = 80_000
     min_component_ratio: float = 0.02  # drop components below this share of the total area
+    # with masks: move the mesh along its normals so its anti-aliased silhouettes match the photos'
+    # alpha (one offset, at most 0.2 % of the diagonal; bake.silhouette); off: the field's zero level set
+    silhouette_fit: bool = True
     # --- baking ---
     texture_size: int = 2048  # LOD0's maps; each lower LOD halves it (bake.lod.lod_texture_sizes)
     lods: int = 4  # LOD0 + 3 coarser levels at ~25 / 6 / 1.5 % of its triangles

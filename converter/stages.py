@@ -12,6 +12,7 @@ from . import __version__
 from .bake.asset import BakedAsset, Lod
 from .bake.chain import bake_lods
 from .bake.extract import extract_mesh
+from .bake.silhouette import fit_silhouette, offset_mesh
 from .bake.store import load_lods, save_lods
 from .bake.surface import from_field
 from .capture.model import Capture
@@ -108,8 +109,12 @@ def extract_stage(run: Run, capture: Capture, tf: TrainedField):
     run.reporter.start("extract", run.cfg.mc_resolution)
     mesh = extract_mesh(tf, run.cfg.mc_resolution, run.cfg.max_triangles, run.cfg.min_component_ratio,
                         progress=lambda d, t: run.reporter.update("extract", d, t))
+    fit = fit_silhouette(mesh, capture.train, run.cfg.downscale) if run.cfg.silhouette_fit else None
+    if fit is not None:
+        mesh = offset_mesh(mesh, fit.offset)
     save_mesh(path, mesh)
-    run.reporter.end("extract", triangles=mesh.n_triangles)
+    run.reporter.end("extract", triangles=mesh.n_triangles, **({} if fit is None else {
+        "silhouette_offset": round(fit.relative, 6), "silhouette_error": [fit.error_before, fit.error_after]}))
     return mesh
 
 
