@@ -91,3 +91,6 @@ def test_no_masks_no_fit(tmp_path):
     for f in frames:
         photograph(sphere(1.0, 96), f, alpha=False)
     assert fit_silhouette(sphere(0.99), frames) is None
+    for f in frames:  # RGBA photos whose alpha is opaque everywhere carry no outline either
+        Image.open(f.image_path).convert("RGBA").save(f.image_path)
+    assert fit_silhouette(sphere(0.99), frames) is None

@@ -13,7 +13,8 @@ When the photos carry masks, the mesh coverage (anti-aliased, `samples` x `sampl
 the way the photos' alpha is) is compared with the alpha over a spread of training views, and
 the offset that minimises the squared difference is kept. One scalar, not per-vertex motion: it
 cannot fold the surface or fit the masks' noise, and it measures a bias rather than a shape. No
-masks, no fit: an opaque photo's silhouette mixes in a background we cannot separate.
+masks (or alpha opaque everywhere), no fit: an opaque photo's outline mixes in a background we
+cannot separate.
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def _targets(frames: list[Frame], downscale: int, views: int) -> list[tuple[Fram
         _, alpha = load_frame_image(f, ds)
         if alpha is None:
             return []
-        out.append((f, alpha, ds))
+        if alpha.min() < 0.5:  # an alpha channel with no background in it outlines nothing
+            out.append((f, alpha, ds))
     return out
 
 
