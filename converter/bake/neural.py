@@ -35,6 +35,14 @@ HIDDEN = (12, 12)  # 21 -> 12 -> 12 -> 3 with sh2_reflected_nv: 965 FLOP per pix
 ENV_HIDDEN = (28,)
 
 
+# `tv` is tuned for features of this side (the benchmark captures' LOD0). Finite differences of a
+# smooth signal shrink with the texel, so above it the weight grows with the square of the side,
+# keeping the same smoothness per unit of atlas: a 1024² fit otherwise keeps each texel's noise
+# (and its PNGs grow past the format's 4 MB budget: bench/RESULTS.md, eighteenth session). Below
+# it the weight stays: coarse texels are smooth by their size, and the small fits were tuned so.
+TV_SIZE = 256
+
+
 def default_hidden(env_width: int) -> tuple[int, ...]:
     """The MLP's hidden widths nrconvert writes: one layer of 28 with an environment, else 12 x 12."""
     return ENV_HIDDEN if env_width else HIDDEN
@@ -272,7 +280,7 @@ def distill(samples: ViewSamples, size: int, steps: int, *, shared: Decoder | No
         groups = [{"params": texels, "lr": lr}, {"params": head, "lr": lr * mlp_lr}]
 
     def prior() -> torch.Tensor:
-        out = tv * _tv(dec.features)
+        out = tv * max(1.0, size / TV_SIZE) ** 2 * _tv(dec.features)
         return out if dec.env is None or shared is not None else out + env_tv * _tv(dec.env)
 
     history = fit(dec, groups, samples, steps, batch=batch, prior=prior, seed=seed, progress=progress, pixels=pixels)
