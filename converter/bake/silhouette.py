@@ -46,28 +46,32 @@ def fit_silhouette(mesh: Mesh, frames: list[Frame], downscale: int = 1, *, views
     targets = _targets(frames, downscale, views)
     if not targets:
         return None
-    normals = vertex_normals(mesh.vertices, mesh.faces).astype(np.float64)
+    normals = _normals(mesh).astype(np.float64)
     diag = mesh.bbox_diagonal()
 
     def error(rel: float) -> float:
         v = mesh.vertices.astype(np.float64) + normals * (rel * diag)
         return float(np.mean([_coverage_error(v, mesh.faces, f, a, ds, samples) for f, a, ds in targets]))
 
-    grid = np.linspace(-MAX_OFFSET, MAX_OFFSET, 9)
+    grid = np.linspace(-MAX_OFFSET, MAX_OFFSET, 9)  # odd: the middle sample is the mesh as extracted
     errs = np.array([error(r) for r in grid])
     best = _parabola_min(grid, errs)
     after = error(best)
     if after > errs.min():  # the parabola overshot on a lopsided curve: keep the best sample
         best, after = float(grid[errs.argmin()]), float(errs.min())
-    return SilhouetteFit(best * diag, best, float(errs[4]), after, len(targets))
+    return SilhouetteFit(best * diag, best, float(errs[len(grid) // 2]), after, len(targets))
 
 
 def offset_mesh(mesh: Mesh, offset: float) -> Mesh:
     """`mesh` with every vertex moved `offset` along its normal (normals recomputed)."""
-    normals = vertex_normals(mesh.vertices, mesh.faces)
-    out = Mesh((mesh.vertices + normals * offset).astype(np.float32), mesh.faces)
+    out = Mesh((mesh.vertices + _normals(mesh) * offset).astype(np.float32), mesh.faces)
     out.normals = vertex_normals(out.vertices, out.faces)
     return out
+
+
+def _normals(mesh: Mesh) -> np.ndarray:
+    """The mesh's vertex normals (extract_mesh stores them), computed only when absent."""
+    return mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices, mesh.faces)
 
 
 def _targets(frames: list[Frame], downscale: int, views: int) -> list[tuple[Frame, np.ndarray, int]]:
