@@ -3,6 +3,7 @@
     python bench/relight_oracle.py --capture bench/.captures/materials_standard_transparent \
         --glb RUN/scene.glb          # RUN from a `balanced` conversion of that capture
     python bench/relight.py --glb RUN/scene.glb --capture bench/.captures/materials_standard_transparent
+    python bench/relight_oracle.py --capture ... --glb RUN2/scene.glb --light   # the true light instead
 
 Re-bakes RUN's GLB in place (`--redo bake`, no neural stage; every other setting read back from
 RUN's work folder, so the stored field is reused and never retrained) with each part's ground-truth material on our own mesh: base colour, roughness and
@@ -10,6 +11,11 @@ metallic of the glossy cube and the gold torus, the sphere's roughness and metal
 is a painted texture, kept from the fit). What is left between this and ground truth is the
 geometry's (and the sphere albedo's) share of the error. Parts are told apart by the connected
 components of the capture's gt_mesh.ply, known by their vertex counts (synth/_blender_objects.py).
+
+`--light` asks the other question: fitted materials, but under the capture's true light (the
+HDRI the synth rendered the photos with, as the fit's equirect map, held fixed). What the
+material fit then gets right or wrong is the shading model's and the geometry's doing, not the
+light estimate's; the fitted parts' means are printed.
 """
 from __future__ import annotations
 
@@ -41,7 +47,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--capture", type=Path, required=True)
     ap.add_argument("--glb", type=Path, required=True)
+    ap.add_argument("--light", action="store_true", help="fit the material under the true light A instead")
     args = ap.parse_args()
+    if args.light:
+        return light_oracle(args)
     from nrconvert.bake import chain, pbr
     from nrconvert.config import make_config
     from nrconvert.pipeline import Run, convert
@@ -61,6 +70,77 @@ def main() -> None:
 
     chain.bake_material_maps = truth
     convert(Run(args.capture, args.glb, make_config(**stored_settings(args.glb)), resume=True, redo="bake"))
+
+
+def true_light(capture: Path, height: int = 64) -> np.ndarray:
+    """The capture's HDRI A as a (H, 2H, 3) equirect in bake.asset.EnvLight's layout: each HDRI
+    texel's radiance binned by its direction (Blender's environment mapping), weighed by its
+    solid angle. Read by Blender in a subprocess (bpy beside torch in one process is not safe)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    world = json.loads((capture / "transforms_train.json").read_text())["nrconvert"]["world"]
+    code = ("import bpy, os, sys, numpy as np; b = os.path.join(bpy.utils.resource_path('LOCAL'), 'datafiles', "
+            "'studiolights', 'world'); im = bpy.data.images.load(os.path.join(b, sys.argv[1])); "
+            "np.save(sys.argv[2], np.array(im.pixels[:], np.float32).reshape(im.size[1], im.size[0], -1)[..., :3])")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-c", code, world["hdri"], f"{tmp}/a.npy"], check=True, capture_output=True)
+        img = np.load(f"{tmp}/a.npy") * float(world.get("strength", 1.0))  # rows bottom-up, as Blender stores them
+    rows, cols = img.shape[:2]
+    v = (np.arange(rows) + 0.5) / rows
+    u = (np.arange(cols) + 0.5) / cols
+    theta = np.pi * (v - 0.5)  # elevation
+    # bake.asset.EnvLight's layout is Blender's (phi = 2 pi (0.5 - u)); the world's mapping node
+    # turns the lookup direction by rotation_z, so a texel looks along phi - rotation_z
+    phi = 2 * np.pi * (0.5 - u) - np.radians(float(world.get("rotation_z", 0.0)))
+    t, a = np.meshgrid(theta, phi, indexing="ij")
+    i = np.clip(((0.5 - t / np.pi) * height).astype(int), 0, height - 1)
+    j = np.clip(((0.5 - np.angle(np.exp(1j * a)) / (2 * np.pi)) * 2 * height).astype(int), 0, 2 * height - 1)
+    w = np.cos(t).ravel()
+    flat = i.ravel() * 2 * height + j.ravel()
+    num = np.stack([np.bincount(flat, w * img[..., c].ravel(), height * 2 * height) for c in range(3)], -1)
+    den = np.bincount(flat, w, height * 2 * height)[:, None]
+    return (num / np.maximum(den, 1e-12)).reshape(height, 2 * height, 3).astype(np.float32)
+
+
+def light_oracle(args: argparse.Namespace) -> None:
+    """Re-bake with the light fixed to the truth (an equirect map light) and report each part's
+    fitted material; bench/relight.py then measures the GLB."""
+    import torch
+
+    from nrconvert.bake import chain, pbr
+    from nrconvert.config import make_config
+    from nrconvert.pipeline import Run, convert
+
+    env = torch.from_numpy(true_light(args.capture)).clamp(min=1e-6).log()
+    verts, label = part_labels(args.capture)
+    tree = cKDTree(verts)
+
+    class TrueLight(pbr.EnvMapLight):
+        def __init__(self, height: int = 64, radiance: float = 1.0, lobes: int = 128):
+            super().__init__(height, radiance, lobes)
+            with torch.no_grad():
+                self.log_env.copy_(env)
+            self.log_env.requires_grad_(False)
+
+    fitted = chain.bake_material_maps
+
+    def report(fit, points, ao):
+        albedo, rough, metal = fit.query(points)
+        part = label[tree.query(points)[1]]
+        for k, name in enumerate(PARTS.values()):
+            m = part == k
+            print(f"{name}: albedo {np.round(albedo[m].mean(0), 3)} roughness {rough[m].mean():.3f} "
+                  f"metallic {metal[m].mean():.3f} (metal > 0.5: {(metal[m] > 0.5).mean():.0%})", flush=True)
+        return fitted(fit, points, ao)
+
+    pbr.EnvMapLight = TrueLight
+    chain.bake_material_maps = report
+    settings = stored_settings(args.glb)
+    settings["overrides"]["pbr_light"] = "map"
+    convert(Run(args.capture, args.glb, make_config(**settings), resume=True, redo="bake"))
 
 
 def stored_settings(glb: Path) -> dict:
