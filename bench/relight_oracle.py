@@ -105,6 +105,26 @@ def true_light(capture: Path, height: int = 64) -> np.ndarray:
     return (num / np.maximum(den, 1e-12)).reshape(height, 2 * height, 3).astype(np.float32)
 
 
+def reporting(bake_maps, capture: Path):
+    """`bake_maps` (chain.bake_material_maps) that first prints each part's mean fitted material
+    at LOD0's texels (the first call)."""
+    verts, label = part_labels(capture)
+    tree, said = cKDTree(verts), []
+
+    def report(fit, points, ao):
+        if not said:
+            said.append(True)
+            albedo, rough, metal = fit.query(points)
+            part = label[tree.query(points)[1]]
+            for k, name in enumerate(PARTS.values()):
+                m = part == k
+                print(f"{name}: albedo {np.round(albedo[m].mean(0), 3)} roughness {rough[m].mean():.3f} "
+                      f"metallic {metal[m].mean():.3f} (metal > 0.5: {(metal[m] > 0.5).mean():.0%})", flush=True)
+        return bake_maps(fit, points, ao)
+
+    return report
+
+
 def light_oracle(args: argparse.Namespace) -> None:
     """Re-bake with the light fixed to the truth (an equirect map light) and report each part's
     fitted material; bench/relight.py then measures the GLB."""
@@ -115,8 +135,6 @@ def light_oracle(args: argparse.Namespace) -> None:
     from nrconvert.pipeline import Run, convert
 
     env = torch.from_numpy(true_light(args.capture)).clamp(min=1e-6).log()
-    verts, label = part_labels(args.capture)
-    tree = cKDTree(verts)
 
     class TrueLight(pbr.EnvMapLight):
         def __init__(self, height: int = 64, radiance: float = 1.0, lobes: int = 128):
@@ -125,19 +143,8 @@ def light_oracle(args: argparse.Namespace) -> None:
                 self.log_env.copy_(env)
             self.log_env.requires_grad_(False)
 
-    fitted = chain.bake_material_maps
-
-    def report(fit, points, ao):
-        albedo, rough, metal = fit.query(points)
-        part = label[tree.query(points)[1]]
-        for k, name in enumerate(PARTS.values()):
-            m = part == k
-            print(f"{name}: albedo {np.round(albedo[m].mean(0), 3)} roughness {rough[m].mean():.3f} "
-                  f"metallic {metal[m].mean():.3f} (metal > 0.5: {(metal[m] > 0.5).mean():.0%})", flush=True)
-        return fitted(fit, points, ao)
-
     pbr.EnvMapLight = TrueLight
-    chain.bake_material_maps = report
+    chain.bake_material_maps = reporting(chain.bake_material_maps, args.capture)
     settings = stored_settings(args.glb)
     settings["overrides"]["pbr_light"] = "map"
     convert(Run(args.capture, args.glb, make_config(**settings), resume=True, redo="bake"))
