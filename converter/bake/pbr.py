@@ -194,7 +194,7 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
         # the map light is free texel by texel: behind a smooth albedo it took up the metal's
         # reflections while the metal was held off, and the metal came out 0.57x too dark
         # (tests/test_envmap.py). 128 SG lobes are too broad to copy a metal's reflections: the
-        # same test's SG fit finds the gold as bright as before.
+        # same test's SG fit still finds the gold above its brightness bar (0.72x of the truth).
         weights = replace(weights, albedo_smooth_first=weights.albedo_smooth)
     mean_rgb = float(samples.rgb.mean())
     # start: grey albedo 0.5 under a uniform light that reproduces the photos' mean brightness
