@@ -42,6 +42,12 @@ MIN_ROUGHNESS = 0.08
 # the fit settled on a metal ~0.6x too dark under a too-bright light (tests/test_envmap.py: a gold
 # metal's luminance 0.62x of the truth at 1x, 0.82x at 3x; 10x overshoots the matte albedo).
 LIGHT_LR_SCALE = 3.0
+# The albedo smoothness while the light goes first, per light model (PbrWeights.albedo_smooth_first).
+# Not for the map light (None: as after): free texel by texel, behind a smooth albedo it took up a
+# metal's reflections while the metal was held off, and the metal came out 0.57x too dark
+# (tests/test_envmap.py). 128 SG lobes are too broad to copy a metal's reflections: the same
+# test's SG fit still finds the gold above its brightness bar (0.72x of the truth).
+ALBEDO_SMOOTH_FIRST: dict[str, float | None] = {"sg": 0.3, "map": None}
 LOBES = 128  # light lobes: a sun needs a few sharp ones near it, the sky many broad ones
 
 
@@ -67,7 +73,8 @@ class PbrWeights:
     # loss flat along it); the fitted light then came out too even (a sun's irradiance 0.74x,
     # the ground's 2x the truth) and the old shading showed through under a new light. Held
     # smooth, the albedo leaves the shading to the light; after, the palette's borders sharpen.
-    albedo_smooth_first: float = 0.3
+    # None: the light model's own (`ALBEDO_SMOOTH_FIRST`); a number is used as given.
+    albedo_smooth_first: float | None = None
     roughness_smooth: float = 0.01
     metallic_binary: float = 0.01
     # L1 between nearby points' metallic, from `binary_from` on (with the push). Why: pushed point
@@ -190,12 +197,9 @@ def fit_pbr(samples: PixelSamples, lo: np.ndarray, scale: float, steps: int = 15
     the fit handed back on the CPU, where the maps are read from it. The batches are drawn on the
     CPU either way, so a CPU run is the same with or without a GPU around."""
     torch.manual_seed(seed)
-    if light_model == "map":
-        # the map light is free texel by texel: behind a smooth albedo it took up the metal's
-        # reflections while the metal was held off, and the metal came out 0.57x too dark
-        # (tests/test_envmap.py). 128 SG lobes are too broad to copy a metal's reflections: the
-        # same test's SG fit still finds the gold above its brightness bar (0.72x of the truth).
-        weights = replace(weights, albedo_smooth_first=weights.albedo_smooth)
+    if weights.albedo_smooth_first is None:
+        weights = replace(weights, albedo_smooth_first=ALBEDO_SMOOTH_FIRST[light_model]
+                          if ALBEDO_SMOOTH_FIRST[light_model] is not None else weights.albedo_smooth)
     mean_rgb = float(samples.rgb.mean())
     # start: grey albedo 0.5 under a uniform light that reproduces the photos' mean brightness
     lobes = samples.vis.shape[1] if samples.vis is not None else LOBES
